@@ -1,0 +1,1752 @@
+"""Assumed-role boto3 sessions whose credentials refresh themselves.
+
+``assume_role(session, RoleArn)`` returns a plain :class:`boto3.Session`. Its
+credentials are fetched with STS AssumeRole on first use and fetched again
+before they expire, using the parent session's *current* credentials, so a
+chain ``A -> B -> C`` refreshes hop by hop. ``refreshable_session(fetch)`` does
+the same for any function that returns temporary credentials.
+
+This module is a single file on purpose: copy it next to a Lambda handler and
+it works with nothing but the standard library, boto3 and botocore.
+
+Sections, in reading order:
+
+1. Time
+2. Errors and argument validation
+3. Refresh windows and refresh events
+4. The refresh engine
+5. The JSON file cache
+6. Building child sessions
+7. Credential sources (AssumeRole, MFA codes, custom functions)
+8. Public API
+9. Helpers (ARNs, Lambda session names, whoami)
+10. Command line
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import datetime as dt
+import getpass
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, Literal, Protocol, Union
+
+import boto3
+import botocore.configprovider
+import botocore.credentials
+import botocore.exceptions
+import botocore.loaders
+import botocore.session
+import botocore.validate
+
+try:  # file locking is POSIX-only; elsewhere the cache degrades to no lock
+    import fcntl
+except ImportError:  # pragma: no cover - exercised only on Windows
+    fcntl = None  # type: ignore[assignment]
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUTOMATIC_ROLE_SESSION_NAME",
+    "DurationClampedWarning",
+    "InvalidCredentialsError",
+    "JSONFileCache",
+    "MFATokenError",
+    "RefreshEvent",
+    "RefreshWindows",
+    "add_refresh_listener",
+    "assume_role",
+    "assume_role_chain",
+    "generate_lambda_session_name",
+    "get_assumed_role_session_arn",
+    "get_role_arn",
+    "main",
+    "patch_boto3",
+    "refresh_windows",
+    "refreshable_session",
+    "remove_refresh_listener",
+    "whoami",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Pass as ``RoleSessionName`` to force a generated session name even when
+#: ``SourceIdentity`` is given. It contains characters STS never accepts, so
+#: it cannot collide with a real name.
+AUTOMATIC_ROLE_SESSION_NAME = "AUTOMATIC_ROLE_SESSION_NAME_!#$%^&*()"
+
+Clock = Callable[[], dt.datetime]
+JSONDict = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# 1. Time
+# ---------------------------------------------------------------------------
+
+
+def _utc_now() -> dt.datetime:
+    """The default clock: the current time as an aware UTC datetime."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
+    """Normalise a datetime, ISO 8601 string or epoch number to aware UTC.
+
+    Naive datetimes and strings without an offset are taken to be UTC (that is
+    what STS and IMDS mean). botocore's cache format ``...T12:00:00UTC`` is
+    accepted too. Raises :class:`InvalidCredentialsError` naming ``field``.
+    """
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    elif isinstance(value, str):
+        moment = _parse_iso(value, field)
+    else:
+        raise InvalidCredentialsError(
+            f"{field} must be a datetime, an ISO 8601 string or an epoch number, "
+            f"not {type(value).__name__}"
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
+
+
+def _parse_iso(text: str, field: str) -> dt.datetime:
+    cleaned = text.strip()
+    if cleaned.endswith("UTC"):
+        cleaned = cleaned[:-3] + "+00:00"
+    elif cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise InvalidCredentialsError(
+            f"{field} is not an ISO 8601 time: {text[:40]!r}"
+        ) from None
+
+
+def _iso(moment: dt.datetime) -> str:
+    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------
+# 2. Errors and argument validation
+# ---------------------------------------------------------------------------
+
+
+class InvalidCredentialsError(botocore.exceptions.CredentialRetrievalError):
+    """A credential source returned something that is not usable credentials."""
+
+    def __init__(self, message: str, provider: str = "assume-role-chain") -> None:
+        super().__init__(provider=provider, error_msg=message)
+
+
+class MFATokenError(botocore.exceptions.CredentialRetrievalError):
+    """No MFA code could be obtained for an AssumeRole call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(provider="mfa", error_msg=message)
+
+
+class DurationClampedWarning(UserWarning):
+    """``DurationSeconds`` was lowered to 3600 because the role is chained."""
+
+
+def _invalid(*problems: str) -> botocore.exceptions.ParamValidationError:
+    return botocore.exceptions.ParamValidationError(report="\n".join(problems))
+
+
+_NAME_RE = re.compile(r"[\w+=,.@-]+")
+_EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]+")
+_SERIAL_RE = re.compile(r"[\w+=/:,.@-]+")
+_ROLE_ARN_RE = re.compile(
+    r"arn:aws[\w-]*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}"
+)
+_POLICY_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+")
+_TOKEN_RE = re.compile(r"\d{6}")
+
+_LIMITS = {
+    "RoleSessionName": (2, 64),
+    "SourceIdentity": (2, 64),
+    "ExternalId": (2, 1224),
+    "SerialNumber": (9, 256),
+}
+
+
+class _Problems:
+    """Collects validation problems so one error can name all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, param: str, rule: str) -> None:
+        self.items.append(f"Invalid {param}: {rule}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise _invalid(*self.items)
+
+
+def _check_text(
+    problems: _Problems, param: str, value: Any, pattern: re.Pattern[str]
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        problems.add(param, f"must be a string, not {type(value).__name__}")
+        return
+    low, high = _LIMITS[param]
+    if not low <= len(value) <= high:
+        problems.add(param, f"length must be {low} to {high} characters, got {len(value)}")
+    elif not pattern.fullmatch(value):
+        problems.add(param, f"must match the pattern {pattern.pattern}")
+
+
+def _check_role_arn(problems: _Problems, role_arn: Any) -> None:
+    if not isinstance(role_arn, str):
+        problems.add("RoleArn", f"must be a string, not {type(role_arn).__name__}")
+    elif not 20 <= len(role_arn) <= 2048 or not _ROLE_ARN_RE.fullmatch(role_arn):
+        problems.add(
+            "RoleArn",
+            f"{role_arn[:100]!r} is not an IAM role ARN "
+            "(arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME)",
+        )
+
+
+def _check_duration(problems: _Problems, duration: Any) -> None:
+    if duration is None:
+        return
+    if isinstance(duration, dt.timedelta):
+        seconds = duration.total_seconds()
+    elif isinstance(duration, int) and not isinstance(duration, bool):
+        seconds = duration
+    else:
+        problems.add(
+            "DurationSeconds",
+            f"must be an int or datetime.timedelta, not {type(duration).__name__}",
+        )
+        return
+    if not 900 <= seconds <= 43200:
+        problems.add("DurationSeconds", f"must be 900 to 43200 seconds, got {seconds:g}")
+
+
+def _check_token_code(problems: _Problems, token_code: Any) -> None:
+    # The value is never echoed: it is a secret, however short-lived.
+    if token_code is not None and (
+        not isinstance(token_code, str) or not _TOKEN_RE.fullmatch(token_code)
+    ):
+        problems.add("TokenCode", "must be a string of exactly six digits")
+
+
+def _check_policy(problems: _Problems, policy: Any) -> None:
+    if policy is None:
+        return
+    if isinstance(policy, str):
+        try:
+            parsed = json.loads(policy)
+        except ValueError:
+            problems.add("Policy", "is a string but not valid JSON")
+            return
+        if not isinstance(parsed, dict):
+            problems.add("Policy", "must be a JSON object")
+            return
+        text = policy
+    elif isinstance(policy, Mapping):
+        try:
+            text = json.dumps(policy)
+        except (TypeError, ValueError) as error:
+            problems.add("Policy", f"cannot be serialised to JSON ({error})")
+            return
+    else:
+        problems.add("Policy", f"must be a dict or a JSON string, not {type(policy).__name__}")
+        return
+    if len(text) > 2048:
+        problems.add("Policy", f"must be at most 2048 characters as JSON, got {len(text)}")
+
+
+def _check_policy_arns(problems: _Problems, policy_arns: Any) -> None:
+    if policy_arns is None:
+        return
+    if isinstance(policy_arns, (str, bytes)) or not isinstance(policy_arns, Sequence):
+        problems.add("PolicyArns", "must be a list of ARN strings or of {'arn': ...} dicts")
+        return
+    if len(policy_arns) > 10:
+        problems.add("PolicyArns", f"at most 10 managed policies, got {len(policy_arns)}")
+    for index, item in enumerate(policy_arns):
+        arn = item.get("arn") if isinstance(item, Mapping) else item
+        if not isinstance(arn, str) or not _POLICY_ARN_RE.fullmatch(arn) or len(arn) > 2048:
+            problems.add(f"PolicyArns[{index}]", f"{str(arn)[:100]!r} is not an IAM policy ARN")
+
+
+def _check_tags(problems: _Problems, tags: Any) -> None:
+    if tags is None:
+        return
+    if isinstance(tags, Mapping):
+        pairs = list(tags.items())
+    elif isinstance(tags, Sequence) and not isinstance(tags, (str, bytes)):
+        pairs = []
+        for index, tag in enumerate(tags):
+            if not isinstance(tag, Mapping) or set(tag) != {"Key", "Value"}:
+                problems.add(f"Tags[{index}]", "must be a dict with exactly 'Key' and 'Value'")
+                return
+            pairs.append((tag["Key"], tag["Value"]))
+    else:
+        problems.add("Tags", "must be a mapping or a list of {'Key', 'Value'} dicts")
+        return
+    if len(pairs) > 50:
+        problems.add("Tags", f"at most 50 session tags, got {len(pairs)}")
+    for key, value in pairs:
+        if not isinstance(key, str) or not 1 <= len(key) <= 128:
+            problems.add("Tags", f"tag key {str(key)[:40]!r} must be a string of 1 to 128 characters")
+        if not isinstance(value, str) or len(value) > 256:
+            problems.add("Tags", f"value of tag {str(key)[:40]!r} must be a string of at most 256 characters")
+
+
+def _check_string_list(problems: _Problems, param: str, value: Any, limit: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
+        isinstance(item, str) for item in value
+    ):
+        problems.add(param, "must be a list of strings")
+    elif len(value) > limit:
+        problems.add(param, f"at most {limit} items, got {len(value)}")
+
+
+def _check_provided_contexts(problems: _Problems, contexts: Any) -> None:
+    if contexts is None:
+        return
+    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Sequence):
+        problems.add("ProvidedContexts", "must be a list of {'ProviderArn', 'ContextAssertion'} dicts")
+        return
+    if len(contexts) > 5:
+        problems.add("ProvidedContexts", f"at most 5 contexts, got {len(contexts)}")
+    for index, item in enumerate(contexts):
+        if not isinstance(item, Mapping) or not set(item) <= {"ProviderArn", "ContextAssertion"}:
+            problems.add(f"ProvidedContexts[{index}]", "must be a dict of ProviderArn and ContextAssertion")
+
+
+def _check_region(problems: _Problems, region_name: Any) -> None:
+    if region_name is None or isinstance(region_name, bool):
+        return
+    if not isinstance(region_name, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region_name):
+        problems.add("region_name", "must be None, True, False or a region name such as 'us-east-1'")
+
+
+def _check_cache(problems: _Problems, cache: Any) -> None:
+    if cache is not None and not (hasattr(cache, "__getitem__") and hasattr(cache, "__setitem__")):
+        problems.add("cache", f"must be a dict-like object, not {type(cache).__name__}")
+
+
+def _check_session(problems: _Problems, session: Any) -> None:
+    if not isinstance(session, boto3.Session):
+        problems.add("session", f"must be a boto3.Session, not {type(session).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# 3. Refresh windows and refresh events
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshWindows:
+    """When credentials of one lifetime are refreshed (seconds before expiry).
+
+    * ``advisory``: one thread refreshes; the others keep using the current
+      credentials without waiting. A failure is logged and retried later.
+    * ``mandatory``: every thread waits for the one refresh in flight.
+    * ``margin``: credentials are never used this close to their expiry. If no
+      new credentials can be had by then, calls fail instead of being signed
+      with credentials that may expire in flight.
+    """
+
+    advisory: float
+    mandatory: float
+    margin: float
+
+
+def refresh_windows(lifetime: float) -> RefreshWindows:
+    """Refresh windows for credentials that live ``lifetime`` seconds.
+
+    Credentials that live an hour or more keep botocore's windows (15 and 10
+    minutes) with a 60 s safety margin. Shorter lifetimes scale down to a
+    quarter, a sixth and a tenth of the lifetime (60 s at most), so 900 s
+    credentials are used for 675 s and refreshed once, not on every call.
+    """
+    lifetime = max(float(lifetime), 0.0)
+    return RefreshWindows(
+        advisory=min(900.0, lifetime / 4),
+        mandatory=min(600.0, lifetime / 6),
+        margin=min(60.0, lifetime / 10),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshEvent:
+    """What happened when a session needed new credentials.
+
+    ``outcome`` is ``"fetched"`` (the source was called), ``"cache-hit"`` (a
+    cache served them) or ``"failed"``. ``source`` names the role or source,
+    never a secret. ``duration`` is in seconds.
+    """
+
+    source: str
+    outcome: Literal["fetched", "cache-hit", "failed"]
+    expiry: dt.datetime | None
+    duration: float
+    error: BaseException | None = None
+
+
+RefreshListener = Callable[[RefreshEvent], None]
+_listeners: list[RefreshListener] = []
+
+
+def add_refresh_listener(listener: RefreshListener) -> None:
+    """Call ``listener(event)`` after every refresh attempt, e.g. for metrics.
+
+    Listeners run in the refreshing thread and must be quick; an exception in
+    a listener is logged and otherwise ignored.
+    """
+    _listeners.append(listener)
+
+
+def remove_refresh_listener(listener: RefreshListener) -> None:
+    """Stop calling a listener added with :func:`add_refresh_listener`."""
+    with contextlib.suppress(ValueError):
+        _listeners.remove(listener)
+
+
+def _emit(event: RefreshEvent) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(event)
+        except Exception:
+            logger.exception("refresh listener %r failed", listener)
+
+
+# ---------------------------------------------------------------------------
+# 4. The refresh engine
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Credentials:
+    """One generation of temporary credentials (secrets hidden from repr)."""
+
+    access_key: str
+    secret_key: str = dataclasses.field(repr=False)
+    token: str | None = dataclasses.field(repr=False)
+    expiry: dt.datetime
+    issued: dt.datetime
+    account_id: str | None = None
+
+    @property
+    def lifetime(self) -> float:
+        return (self.expiry - self.issued).total_seconds()
+
+    def to_cache_entry(self) -> JSONDict:
+        entry: JSONDict = {
+            "AccessKeyId": self.access_key,
+            "SecretAccessKey": self.secret_key,
+            "SessionToken": self.token,
+            "Expiration": _iso(self.expiry),
+            "Issued": _iso(self.issued),
+        }
+        if self.account_id:
+            entry["AccountId"] = self.account_id
+        return entry
+
+
+_STS_FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+_BOTOCORE_FIELDS = ("access_key", "secret_key", "token", "expiry_time")
+
+
+def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
+    """Read the STS shape or botocore's shape into a credential record."""
+    if not isinstance(data, Mapping):
+        raise InvalidCredentialsError(
+            f"expected a mapping of credentials, got {type(data).__name__}"
+        )
+    fields = _STS_FIELDS if "AccessKeyId" in data or "access_key" not in data else _BOTOCORE_FIELDS
+    missing = [name for name in fields if not data.get(name)]
+    if missing:
+        raise InvalidCredentialsError(
+            "credentials are missing the field(s) " + ", ".join(missing)
+        )
+    access_key, secret_key, token, expiry = (data[name] for name in fields)
+    for name, value in zip(fields[:3], (access_key, secret_key, token)):
+        if not isinstance(value, str):
+            raise InvalidCredentialsError(f"{name} must be a string")
+    issued_value = data.get("Issued")
+    issued = _to_utc(issued_value, "Issued") if issued_value else received
+    account_id = data.get("AccountId") or data.get("account_id")
+    return _Credentials(
+        access_key=access_key,
+        secret_key=secret_key,
+        token=token,
+        expiry=_to_utc(expiry, fields[3]),
+        issued=min(issued, received),
+        account_id=account_id if isinstance(account_id, str) else None,
+    )
+
+
+class _CredentialSource(Protocol):
+    """Where a refreshing credentials object gets new credentials from."""
+
+    name: str
+
+    def cache_key(self) -> str | None: ...
+
+    def fetch(self) -> Any: ...
+
+    def after_fork(self) -> None: ...
+
+
+_BACKOFF_BASE = 1.0
+_BACKOFF_CAP = 30.0
+
+_live_engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
+
+
+class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials):
+    """botocore credentials with windows scaled to the lifetime.
+
+    botocore calls ``_refresh()`` before every read of the credentials; this
+    class replaces that one method (and keeps the rest of botocore's class) to
+    add lifetime-scaled windows, a cache that coordinates processes, static
+    stability with jittered backoff, and fork safety.
+    """
+
+    def __init__(
+        self,
+        source: _CredentialSource,
+        *,
+        cache: MutableMapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        advisory_timeout: float | None = None,
+        mandatory_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            refresh_using=self._unused_refresh_using,
+            method="assume-role-chain",
+            time_fetcher=clock or _utc_now,
+        )
+        self._source = source
+        self._cache = cache
+        self._fixed_advisory = advisory_timeout
+        self._fixed_mandatory = mandatory_timeout
+        self._windows = RefreshWindows(0.0, 0.0, 0.0)
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._next_attempt: dt.datetime | None = None
+        self._last_error: BaseException | None = None
+        _live_engines.add(self)
+
+    def __repr__(self) -> str:
+        expiry = _iso(self._expiry_time) if self._expiry_time else "not fetched yet"
+        return f"<refreshing credentials for {self._source.name}, expiry {expiry}>"
+
+    def _unused_refresh_using(self) -> JSONDict:  # botocore requires the argument
+        raise RuntimeError("assume_role_chain refreshes through _refresh()")
+
+    # -- state ---------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return self._time_fetcher()  # type: ignore[no-any-return]
+
+    def _seconds_left(self) -> float | None:
+        if self._frozen_credentials is None or self._expiry_time is None:
+            return None
+        return float((self._expiry_time - self._now()).total_seconds())
+
+    def _state(self) -> Literal["fresh", "advisory", "mandatory", "unusable"]:
+        left = self._seconds_left()
+        if left is None or left <= self._windows.margin:
+            return "unusable"
+        if left < self._windows.mandatory:
+            return "mandatory"
+        if left < self._windows.advisory:
+            return "advisory"
+        return "fresh"
+
+    def _may_attempt(self) -> bool:
+        return self._next_attempt is None or self._now() >= self._next_attempt
+
+    # -- botocore's hook -------------------------------------------------------
+
+    def _refresh(self) -> None:
+        state = self._state()
+        if state == "fresh":
+            return
+        if state == "advisory":
+            if self._may_attempt() and self._lock.acquire(blocking=False):
+                try:
+                    self._refresh_holding_lock(required=False)
+                finally:
+                    self._lock.release()
+            return
+        with self._lock:
+            self._refresh_holding_lock(required=True)
+
+    def _refresh_holding_lock(self, required: bool) -> None:
+        state = self._state()
+        if state == "fresh" or (state == "advisory" and required):
+            return  # another thread refreshed while this one waited
+        usable = state != "unusable"
+        if not self._may_attempt():
+            if usable:
+                return  # static stability: keep serving, retry after backoff
+            assert self._last_error is not None
+            raise self._last_error.with_traceback(None)
+        self._attempt(usable)
+
+    def _attempt(self, usable: bool) -> None:
+        started = time.perf_counter()
+        logger.debug("refreshing credentials for %s", self._source.name)
+        try:
+            credentials, outcome = self._obtain()
+            self._check_usable(credentials)
+        except Exception as error:
+            self._record_failure(error, started, usable)
+            if usable:
+                return
+            raise
+        self._install(credentials)
+        self._failures, self._next_attempt, self._last_error = 0, None, None
+        elapsed = time.perf_counter() - started
+        logger.debug(
+            "credentials for %s %s in %.3f s, expire %s",
+            self._source.name, outcome, elapsed, _iso(credentials.expiry),
+        )
+        _emit(RefreshEvent(self._source.name, outcome, credentials.expiry, elapsed))
+
+    def _record_failure(self, error: Exception, started: float, usable: bool) -> None:
+        self._failures += 1
+        self._last_error = error
+        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self._failures - 1))
+        delay *= random.uniform(0.5, 1.0)
+        next_attempt = self._now() + dt.timedelta(seconds=delay)
+        if usable and self._expiry_time is not None:
+            usable_until = self._expiry_time - dt.timedelta(seconds=self._windows.margin)
+            next_attempt = min(next_attempt, usable_until)
+        self._next_attempt = next_attempt
+        elapsed = time.perf_counter() - started
+        if usable:
+            logger.warning(
+                "refreshing credentials for %s failed (%s: %s); still serving the "
+                "current ones (expire %s), next attempt in %.1f s",
+                self._source.name, type(error).__name__, error,
+                _iso(self._expiry_time) if self._expiry_time else "?", delay,
+            )
+        else:
+            logger.warning(
+                "fetching credentials for %s failed after %.3f s (%s: %s); no usable "
+                "credentials remain",
+                self._source.name, elapsed, type(error).__name__, error,
+            )
+        _emit(RefreshEvent(self._source.name, "failed", None, elapsed, error))
+
+    # -- getting credentials -------------------------------------------------
+
+    def _obtain(self) -> tuple[_Credentials, Literal["fetched", "cache-hit"]]:
+        cache = self._cache
+        if cache is None:
+            return self._fetch(), "fetched"
+        key = self._source.cache_key()
+        if key is None:
+            return self._fetch(), "fetched"
+        cached = self._from_cache(cache, key)
+        if cached is not None:
+            return cached, "cache-hit"
+        with _entry_lock(cache, key):
+            cached = self._from_cache(cache, key)  # another process may have fetched
+            if cached is not None:
+                return cached, "cache-hit"
+            credentials = self._fetch()
+            self._to_cache(cache, key, credentials)
+            return credentials, "fetched"
+
+    def _fetch(self) -> _Credentials:
+        data = self._source.fetch()
+        return _credentials_from_mapping(data, self._now())
+
+    def _windows_for(self, credentials: _Credentials) -> RefreshWindows:
+        scaled = refresh_windows(credentials.lifetime)
+        return RefreshWindows(
+            advisory=scaled.advisory if self._fixed_advisory is None else self._fixed_advisory,
+            mandatory=scaled.mandatory if self._fixed_mandatory is None else self._fixed_mandatory,
+            margin=scaled.margin,
+        )
+
+    def _is_fresh(self, credentials: _Credentials) -> bool:
+        left = (credentials.expiry - self._now()).total_seconds()
+        return left >= self._windows_for(credentials).advisory
+
+    def _check_usable(self, credentials: _Credentials) -> None:
+        left = (credentials.expiry - self._now()).total_seconds()
+        if left <= self._windows_for(credentials).margin:
+            raise InvalidCredentialsError(
+                f"Expiration {_iso(credentials.expiry)} is already past or within "
+                f"the safety margin (now {_iso(self._now())})",
+                provider=self._source.name,
+            )
+
+    def _from_cache(self, cache: MutableMapping[str, Any], key: str) -> _Credentials | None:
+        try:
+            entry = cache[key]
+            credentials = _credentials_from_mapping(entry, self._now())
+        except KeyError:
+            credentials = None
+        except Exception as error:  # a broken entry is a miss, never a failure
+            logger.debug("ignoring unusable cache entry for %s: %s", self._source.name, error)
+            credentials = None
+        if credentials is not None and self._is_fresh(credentials):
+            logger.debug("cache hit for %s", self._source.name)
+            return credentials
+        logger.debug("cache miss for %s", self._source.name)
+        return None
+
+    def _to_cache(self, cache: MutableMapping[str, Any], key: str, credentials: _Credentials) -> None:
+        try:
+            cache[key] = credentials.to_cache_entry()
+        except Exception as error:
+            logger.warning("could not write the credential cache for %s: %s", self._source.name, error)
+
+    def _install(self, credentials: _Credentials) -> None:
+        # The one place that writes botocore's private fields: botocore's
+        # properties and get_frozen_credentials() read exactly these.
+        self._windows = self._windows_for(credentials)
+        self._advisory_refresh_timeout = self._windows.advisory
+        self._mandatory_refresh_timeout = self._windows.mandatory
+        self._access_key = credentials.access_key
+        self._secret_key = credentials.secret_key
+        self._token = credentials.token
+        self._account_id = credentials.account_id
+        self._expiry_time = credentials.expiry
+        self._frozen_credentials = _frozen(credentials)
+
+    def after_fork_in_child(self) -> None:
+        """Replace locks that another thread of the parent may have held."""
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._source.after_fork()
+
+
+def _frozen(credentials: _Credentials) -> botocore.credentials.ReadOnlyCredentials:
+    # ReadOnlyCredentials gained account_id in botocore 1.35; older ones have 3 fields.
+    fields = [credentials.access_key, credentials.secret_key, credentials.token]
+    if len(botocore.credentials.ReadOnlyCredentials._fields) > 3:
+        fields.append(credentials.account_id)
+    return botocore.credentials.ReadOnlyCredentials(*fields)
+
+
+def _reinitialise_after_fork() -> None:
+    for engine in list(_live_engines):
+        engine.after_fork_in_child()
+    _held_lock_files.clear()
+
+
+# ---------------------------------------------------------------------------
+# 5. The JSON file cache
+# ---------------------------------------------------------------------------
+
+_MAX_ENTRY_BYTES = 64 * 1024
+_LOCK_TIMEOUT = 30.0
+_STALE_TEMP_SECONDS = 600.0
+_TEMP_PREFIX = ".tmp-"
+_held_lock_files: set[int] = set()
+
+
+class JSONFileCache(MutableMapping[str, JSONDict]):
+    """A dict-like credential cache of JSON files, safe across threads and processes.
+
+    * Each key is hashed to a file name (no path traversal); each entry keeps
+      only the credential fields and ISO 8601 UTC times.
+    * Writes are atomic (temporary file in the folder, fsync, ``os.replace``).
+    * The folder is created 0700, files are 0600.
+    * An empty, torn, corrupt or wrong-shaped file reads as a miss.
+    * :meth:`lock` is a per-entry file lock with bounded waits; the refresh
+      engine takes it so that processes sharing the folder fetch once.
+    """
+
+    def __init__(self, dir_path: str | os.PathLike[str] | None = None, *, lock_timeout: float = _LOCK_TIMEOUT) -> None:
+        path = dir_path if dir_path is not None else os.path.join("~", ".aws", "assume-role-chain", "cache")
+        self.dir_path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        self.lock_timeout = lock_timeout
+        self._folder_ready = False
+
+    def __repr__(self) -> str:
+        return f"JSONFileCache({self.dir_path!r})"
+
+    # -- paths -----------------------------------------------------------------
+
+    @staticmethod
+    def _file_stem(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def _path(self, key: str, suffix: str = ".json") -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
+        return os.path.join(self.dir_path, self._file_stem(key) + suffix)
+
+    def _ensure_folder(self) -> None:
+        if self._folder_ready:
+            return
+        os.makedirs(self.dir_path, mode=0o700, exist_ok=True)
+        self._remove_stale_temp_files()
+        self._folder_ready = True
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir_path):
+                if name.startswith(_TEMP_PREFIX):
+                    path = os.path.join(self.dir_path, name)
+                    with contextlib.suppress(OSError):
+                        if os.lstat(path).st_mtime < cutoff:
+                            os.unlink(path)
+
+    # -- mapping -----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> JSONDict:
+        entry = self._read(self._path(key))
+        if entry is None or entry.get("Key") != key:
+            raise KeyError(key)
+        return {name: value for name, value in entry.items() if name != "Key"}
+
+    def __setitem__(self, key: str, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):
+            raise TypeError("cache entries are mappings")
+        entry = {"Key": key, **{name: _jsonable(item) for name, item in value.items()}}
+        self._ensure_folder()
+        self._write_atomically(self._path(key), json.dumps(entry, sort_keys=True).encode())
+
+    def __delitem__(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            names = sorted(os.listdir(self.dir_path))
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.endswith(".json") and not name.startswith(_TEMP_PREFIX):
+                entry = self._read(os.path.join(self.dir_path, name))
+                if entry is not None and isinstance(entry.get("Key"), str):
+                    yield entry["Key"]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._read(self._path(key)) is not None
+
+    # -- files -------------------------------------------------------------------
+
+    @staticmethod
+    def _read(path: str) -> JSONDict | None:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                raw = handle.read(_MAX_ENTRY_BYTES + 1)
+        except OSError:
+            return None
+        if len(raw) > _MAX_ENTRY_BYTES:
+            return None
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    def _write_atomically(self, path: str, data: bytes) -> None:
+        fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.dir_path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_path, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+            raise
+
+    # -- locking -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[bool]:
+        """Hold the per-entry file lock; yields whether it was acquired.
+
+        Waits at most ``lock_timeout`` seconds, then goes on without the lock
+        (a warning is logged): a stuck or killed process never blocks others
+        for long, and a process that dies releases its lock with its files.
+        """
+        if fcntl is None:
+            yield False
+            return
+        self._ensure_folder()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self._path(key, ".lock"), flags, 0o600)
+        _held_lock_files.add(fd)
+        try:
+            acquired = _flock_with_deadline(fd, self.lock_timeout)
+            if not acquired:
+                logger.warning("cache lock for an entry in %s not acquired within %.0f s; going on without it", self.dir_path, self.lock_timeout)
+            yield acquired
+        finally:
+            _held_lock_files.discard(fd)
+            os.close(fd)  # closing releases the lock
+
+
+def _flock_with_deadline(fd: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        except OSError:
+            return False  # e.g. a file system without locks: degrade
+
+
+def _jsonable(value: Any) -> Any:
+    return _iso(value) if isinstance(value, dt.datetime) else value
+
+
+def _entry_lock(cache: Any, key: str) -> contextlib.AbstractContextManager[Any]:
+    lock = getattr(cache, "lock", None)
+    return lock(key) if callable(lock) else contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------
+# 6. Building child sessions
+# ---------------------------------------------------------------------------
+
+
+def _botocore_session_of(session: boto3.Session) -> botocore.session.Session:
+    # boto3 exposes its botocore session only as the private ``_session``.
+    return session._session  # type: ignore[no-any-return]
+
+
+class _ParentConfig(botocore.configprovider.BaseProvider):
+    """A config value read from the parent session each time it is needed."""
+
+    def __init__(self, parent: botocore.session.Session, name: str) -> None:
+        self._parent = parent
+        self._name = name
+
+    def provide(self) -> Any:
+        return self._parent.get_config_variable(self._name)
+
+    # botocore copies and deep-copies config providers for each client; the
+    # parent must stay shared by reference, never copied.
+    def __copy__(self) -> _ParentConfig:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ParentConfig:
+        return self
+
+
+_LINKED_CONFIG = (*botocore.configprovider.BOTOCORE_DEFAUT_SESSION_VARIABLES, "s3", "proxies_config")
+
+
+def _link_config(child: botocore.session.Session, parent: botocore.session.Session, link_region: bool) -> None:
+    """Make the child read every setting it does not set itself from the parent."""
+    store = child.get_component("config_store")
+    for name in _LINKED_CONFIG:
+        if name == "region" and not link_region:
+            continue
+        store.set_config_provider(
+            name,
+            botocore.configprovider.ChainProvider(
+                [botocore.configprovider.InstanceVarProvider(name, child), _ParentConfig(parent, name)]
+            ),
+        )
+
+
+class _FixedProvider(botocore.credentials.CredentialProvider):
+    """Hands botocore our credentials object through its public resolver API."""
+
+    METHOD = "assume-role-chain"
+    CANONICAL_NAME = "custom-assume-role-chain"
+
+    def __init__(self, credentials: _RefreshingCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> _RefreshingCredentials:
+        return self._credentials
+
+
+_loader_lock = threading.Lock()
+_standalone_loaders: dict[str | None, botocore.loaders.Loader] = {}
+
+
+def _standalone_loader() -> botocore.loaders.Loader:
+    """One data loader shared by sessions that have no parent."""
+    data_path = os.environ.get("AWS_DATA_PATH")
+    with _loader_lock:
+        loader = _standalone_loaders.get(data_path)
+        if loader is None:
+            loader = botocore.loaders.create_loader(data_path)
+            _standalone_loaders[data_path] = loader
+        return loader
+
+
+def _dedupe_search_paths(loader: botocore.loaders.Loader) -> None:
+    # boto3.Session() appends boto3's data folder to the loader it is given;
+    # with a shared loader that list would grow by one per session.
+    paths = loader.search_paths
+    unique = list(dict.fromkeys(paths))
+    if len(unique) != len(paths):
+        paths[:] = unique
+
+
+def _new_session(
+    credentials: _RefreshingCredentials,
+    parent: boto3.Session | None,
+    region_name: str | bool | None,
+) -> boto3.Session:
+    child = botocore.session.Session()
+    if parent is not None:
+        parent_core = _botocore_session_of(parent)
+        _link_config(child, parent_core, link_region=region_name is None)
+        loader = parent_core.get_component("data_loader")
+        region = parent.region_name if region_name is True else region_name
+    else:
+        loader = _standalone_loader()
+        region = region_name
+    child.register_component("data_loader", loader)
+    child.register_component(
+        "credential_provider", botocore.credentials.CredentialResolver([_FixedProvider(credentials)])
+    )
+    with _loader_lock:
+        session = boto3.Session(
+            botocore_session=child, region_name=region if isinstance(region, str) else None
+        )
+        _dedupe_search_paths(loader)
+    return session
+
+
+# ---------------------------------------------------------------------------
+# 7. Credential sources
+# ---------------------------------------------------------------------------
+
+_REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stderr")
+_MFA_COMMAND_TIMEOUT = 30.0
+_SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
+
+MFATokenProvider = Union[Callable[..., str], Sequence[str], str]
+
+
+def _mask_codes(text: str) -> str:
+    return _SIX_DIGITS.sub("******", text)
+
+
+class _MFACodes:
+    """Supplies a TokenCode for each AssumeRole call that needs one."""
+
+    def __init__(
+        self,
+        serial_number: str,
+        token_code: str | None,
+        provider: MFATokenProvider | None,
+        provider_kwargs: Mapping[str, Any] | None,
+    ) -> None:
+        self.serial_number = serial_number
+        self._static_code = token_code
+        self._provider = provider
+        self._kwargs = dict(provider_kwargs or {})
+
+    def code(self) -> str:
+        """The code for the next call (static code first, then provider or prompt)."""
+        if self._static_code is not None:
+            return self._static_code
+        if self._provider is None:
+            return self._prompt()
+        if callable(self._provider):
+            result = self._provider(**self._kwargs)
+            if not isinstance(result, str) or not _TOKEN_RE.fullmatch(result.strip()):
+                raise MFATokenError("mfa_token_provider must return a string of six digits")
+            return result.strip()
+        return self._run_command(self._provider)
+
+    def used(self) -> None:
+        """The static code was accepted by STS; it cannot be used again."""
+        self._static_code = None
+
+    def _prompt(self) -> str:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise MFATokenError(
+                f"a new MFA code for {self.serial_number} is needed to refresh the "
+                "credentials and stdin is not a terminal; pass mfa_token_provider="
+                " (a function or a command that prints the code)"
+            )
+        code = getpass.getpass(f"MFA code for {self.serial_number}: ").strip()
+        if not _TOKEN_RE.fullmatch(code):
+            raise MFATokenError("the MFA code entered is not six digits")
+        return code
+
+    def _run_command(self, command: Sequence[str] | str) -> str:
+        args = shlex.split(command) if isinstance(command, str) else list(command)
+        options = {"timeout": _MFA_COMMAND_TIMEOUT, **self._kwargs}
+        try:
+            result = subprocess.run(args, capture_output=True, text=True, check=False, **options)
+        except subprocess.TimeoutExpired:
+            raise MFATokenError(f"the MFA command {args[0]!r} timed out after {options['timeout']} s") from None
+        except OSError as error:
+            raise MFATokenError(f"the MFA command {args[0]!r} could not run: {error}") from None
+        stderr = _mask_codes((result.stderr or "").strip())[-300:]
+        if result.returncode != 0:
+            raise MFATokenError(
+                f"the MFA command {args[0]!r} exited with status {result.returncode}: {stderr or '(no stderr)'}"
+            )
+        codes = _SIX_DIGITS.findall(result.stdout or "")
+        if not codes:
+            raise MFATokenError(
+                f"the MFA command {args[0]!r} printed no six-digit code; stderr: {stderr or '(empty)'}"
+            )
+        return str(codes[-1])
+
+
+def _check_mfa(
+    problems: _Problems,
+    serial_number: Any,
+    token_code: Any,
+    provider: Any,
+    provider_kwargs: Any,
+) -> None:
+    if provider is not None:
+        if serial_number is None:
+            problems.add("mfa_token_provider", "needs SerialNumber (the MFA device)")
+        valid_command = isinstance(provider, str) or (
+            isinstance(provider, Sequence) and provider and all(isinstance(a, str) for a in provider)
+        )
+        if not callable(provider) and not valid_command:
+            problems.add("mfa_token_provider", f"must be a callable or a command (list of strings), not {type(provider).__name__}")
+        if isinstance(provider, str) and not shlex.split(provider):
+            problems.add("mfa_token_provider", "the command is empty")
+    if provider_kwargs is not None:
+        if not isinstance(provider_kwargs, Mapping):
+            problems.add("mfa_token_provider_kwargs", "must be a mapping")
+        elif provider is not None and not callable(provider):
+            for option in _REFUSED_COMMAND_OPTIONS:
+                if option in provider_kwargs:
+                    problems.add(f"mfa_token_provider_kwargs[{option!r}]", "is not allowed for a command provider")
+    if serial_number is not None and token_code is None and provider is None:
+        problems.add("SerialNumber", "needs TokenCode or mfa_token_provider to supply MFA codes")
+
+
+class _AssumeRoleSource:
+    """Calls STS AssumeRole with the parent session's current credentials."""
+
+    def __init__(
+        self,
+        parent: boto3.Session,
+        params: JSONDict,
+        automatic_name: bool,
+        mfa: _MFACodes | None,
+        sts_client_kwargs: Mapping[str, Any],
+        clock: Clock,
+    ) -> None:
+        self._parent = _botocore_session_of(parent)
+        self._params = params
+        self._automatic_name = automatic_name
+        self._mfa = mfa
+        self._client_kwargs = dict(sts_client_kwargs)
+        self._clock = clock
+        self._client: Any = None
+        self._client_credentials: Any = None
+        self.name = str(params["RoleArn"])
+
+    def _sts(self) -> Any:
+        parent_credentials = self._parent.get_credentials()
+        if parent_credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        if self._client is None or parent_credentials is not self._client_credentials:
+            self._client = self._parent.create_client("sts", **self._client_kwargs)
+            self._client_credentials = parent_credentials
+        return self._client
+
+    def cache_key(self) -> str:
+        client = self._sts()
+        parent_key = self._client_credentials.get_frozen_credentials().access_key
+        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
+        if self._automatic_name:
+            params.pop("RoleSessionName", None)
+        payload = {
+            "parent": parent_key,
+            "endpoint": client.meta.endpoint_url,
+            "region": client.meta.region_name,
+            "params": params,
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return f"assume-role-{digest}"
+
+    def fetch(self) -> JSONDict:
+        params = dict(self._params)
+        if self._automatic_name:
+            params["RoleSessionName"] = f"assume-role-chain-{int(self._clock().timestamp())}"
+        if self._mfa is not None:
+            params["TokenCode"] = self._mfa.code()
+        response = self._sts().assume_role(**params)
+        if self._mfa is not None:
+            self._mfa.used()
+        credentials: JSONDict = dict(response["Credentials"])
+        account = response.get("AssumedRoleUser", {}).get("Arn", "").split(":")
+        if len(account) > 4 and account[4]:
+            credentials["AccountId"] = account[4]
+        return credentials
+
+    def after_fork(self) -> None:
+        # A client's connection pool shares sockets with the parent process.
+        self._client = None
+        self._client_credentials = None
+
+
+class _FunctionSource:
+    """Calls a user function that returns temporary credentials."""
+
+    def __init__(self, fetch: Callable[[], Mapping[str, Any]], key: str | None, name: str) -> None:
+        self._fetch = fetch
+        self._key = key
+        self.name = name
+
+    def cache_key(self) -> str | None:
+        return self._key
+
+    def fetch(self) -> Mapping[str, Any]:
+        return self._fetch()
+
+    def after_fork(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# 8. Public API
+# ---------------------------------------------------------------------------
+
+_ASSUME_ROLE_FIELDS = (
+    "RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags",
+    "TransitiveTagKeys", "ExternalId", "SerialNumber", "TokenCode",
+    "SourceIdentity", "ProvidedContexts",
+)
+_REFUSED_STS_OPTIONS = ("service_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_account_id")
+
+
+def _normalise_params(role_arn: str, raw: Mapping[str, Any], additional: Mapping[str, Any] | None) -> tuple[JSONDict, bool]:
+    """The AssumeRole request (without TokenCode) and whether its name is generated."""
+    params: JSONDict = dict(additional or {})
+    params.update({name: value for name, value in raw.items() if value is not None})
+    params["RoleArn"] = role_arn
+    name = params.get("RoleSessionName")
+    if name == AUTOMATIC_ROLE_SESSION_NAME:
+        del params["RoleSessionName"]
+    elif not name and params.get("SourceIdentity"):
+        params["RoleSessionName"] = params["SourceIdentity"]
+    if isinstance(params.get("Policy"), Mapping):
+        params["Policy"] = json.dumps(params["Policy"])
+    if params.get("PolicyArns") is not None:
+        params["PolicyArns"] = [{"arn": a} if isinstance(a, str) else dict(a) for a in params["PolicyArns"]]
+    if isinstance(params.get("DurationSeconds"), dt.timedelta):
+        params["DurationSeconds"] = int(params["DurationSeconds"].total_seconds())
+    if isinstance(params.get("Tags"), Mapping):
+        params["Tags"] = [{"Key": k, "Value": v} for k, v in params["Tags"].items()]
+    params.pop("TokenCode", None)
+    return params, "RoleSessionName" not in params
+
+
+def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    problems = _Problems()
+    _check_session(problems, session)
+    _check_role_arn(problems, role_arn)
+    name = args.get("RoleSessionName")
+    if name != AUTOMATIC_ROLE_SESSION_NAME:
+        _check_text(problems, "RoleSessionName", name, _NAME_RE)
+    _check_text(problems, "SourceIdentity", args.get("SourceIdentity"), _NAME_RE)
+    _check_text(problems, "ExternalId", args.get("ExternalId"), _EXTERNAL_ID_RE)
+    _check_text(problems, "SerialNumber", args.get("SerialNumber"), _SERIAL_RE)
+    _check_token_code(problems, args.get("TokenCode"))
+    _check_duration(problems, args.get("DurationSeconds"))
+    _check_policy(problems, args.get("Policy"))
+    _check_policy_arns(problems, args.get("PolicyArns"))
+    _check_tags(problems, args.get("Tags"))
+    _check_string_list(problems, "TransitiveTagKeys", args.get("TransitiveTagKeys"), 50)
+    _check_provided_contexts(problems, args.get("ProvidedContexts"))
+    _check_mfa(problems, args.get("SerialNumber"), args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
+    _check_region(problems, extra.get("region_name"))
+    _check_cache(problems, extra.get("cache"))
+    additional = extra.get("additional_kwargs")
+    if additional is not None and not isinstance(additional, Mapping):
+        problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
+    sts_kwargs = extra.get("sts_client_kwargs")
+    if sts_kwargs is not None:
+        if not isinstance(sts_kwargs, Mapping):
+            problems.add("sts_client_kwargs", "must be a mapping of client options")
+        else:
+            for option in _REFUSED_STS_OPTIONS:
+                if option in sts_kwargs:
+                    problems.add(f"sts_client_kwargs[{option!r}]", "is not allowed: the STS client always uses the parent's credentials")
+    problems.raise_if_any()
+
+
+def _validate_with_botocore_model(session: boto3.Session, params: Mapping[str, Any]) -> None:
+    """Let botocore check the final request against the STS model (no client, no network)."""
+    model = _botocore_session_of(session).get_service_model("sts")
+    request = dict(params)
+    request.setdefault("RoleSessionName", "validation-placeholder")
+    if "SerialNumber" in request:
+        request["TokenCode"] = "000000"
+    botocore.validate.validate_parameters(request, model.operation_model("AssumeRole").input_shape)
+
+
+def _is_temporary(credentials: Any) -> bool:
+    """Whether a parent's credentials are temporary, without fetching them."""
+    if isinstance(credentials, botocore.credentials.RefreshableCredentials):
+        return True  # assumed roles, SSO, instance and container roles
+    return getattr(credentials, "token", None) is not None
+
+
+def _clamp_for_chaining(params: JSONDict, parent_credentials: Any) -> None:
+    duration = params.get("DurationSeconds")
+    if isinstance(duration, int) and duration > 3600 and _is_temporary(parent_credentials):
+        warnings.warn(
+            f"DurationSeconds={duration} lowered to 3600 for {params['RoleArn']}: the parent "
+            "credentials are temporary (role chaining) and STS refuses more than one hour "
+            "for chained roles",
+            DurationClampedWarning,
+            stacklevel=3,
+        )
+        params["DurationSeconds"] = 3600
+
+
+def assume_role(
+    session: boto3.Session,
+    RoleArn: str,
+    *,
+    RoleSessionName: str | None = None,
+    PolicyArns: Sequence[str | Mapping[str, str]] | None = None,
+    Policy: str | Mapping[str, Any] | None = None,
+    DurationSeconds: int | dt.timedelta | None = None,
+    Tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
+    TransitiveTagKeys: Sequence[str] | None = None,
+    ExternalId: str | None = None,
+    SerialNumber: str | None = None,
+    TokenCode: str | None = None,
+    SourceIdentity: str | None = None,
+    ProvidedContexts: Sequence[Mapping[str, str]] | None = None,
+    additional_kwargs: Mapping[str, Any] | None = None,
+    region_name: str | bool | None = None,
+    validate: bool = True,
+    cache: MutableMapping[str, Any] | None = None,
+    mfa_token_provider: MFATokenProvider | None = None,
+    mfa_token_provider_kwargs: Mapping[str, Any] | None = None,
+    sts_client_kwargs: Mapping[str, Any] | None = None,
+    eager: bool = False,
+    clock: Clock | None = None,
+) -> boto3.Session:
+    """Return a :class:`boto3.Session` for ``RoleArn``, assumed from ``session``.
+
+    Nothing is fetched until the credentials are first needed (or at once with
+    ``eager=True``); they are then refreshed with AssumeRole, using the parent
+    session's current credentials, before they expire. The AssumeRole
+    arguments keep their API names; ``Policy`` may be a dict, ``PolicyArns``
+    ARN strings, ``DurationSeconds`` a timedelta and ``Tags`` a mapping.
+
+    ``region_name``: ``None`` follows the parent's region (also later
+    changes), ``True`` copies it now, ``False`` leaves the child's implicit
+    region, a string sets it. All other configuration follows the parent.
+
+    ``cache``: a dict-like credential cache such as :class:`JSONFileCache`.
+    ``mfa_token_provider``: a function or command that returns MFA codes.
+    ``sts_client_kwargs``: options for the STS client that calls AssumeRole.
+    ``validate``: check every argument now (raising
+    ``botocore.exceptions.ParamValidationError``), before any network call.
+    """
+    args = {
+        "RoleSessionName": RoleSessionName, "PolicyArns": PolicyArns, "Policy": Policy,
+        "DurationSeconds": DurationSeconds, "Tags": Tags, "TransitiveTagKeys": TransitiveTagKeys,
+        "ExternalId": ExternalId, "SerialNumber": SerialNumber, "TokenCode": TokenCode,
+        "SourceIdentity": SourceIdentity, "ProvidedContexts": ProvidedContexts,
+    }
+    extra = {
+        "mfa_token_provider": mfa_token_provider, "mfa_token_provider_kwargs": mfa_token_provider_kwargs,
+        "region_name": region_name, "cache": cache, "additional_kwargs": additional_kwargs,
+        "sts_client_kwargs": sts_client_kwargs,
+    }
+    if validate:
+        _validate_assume_role(session, RoleArn, args, extra)
+    params, automatic_name = _normalise_params(RoleArn, args, additional_kwargs)
+    if validate:
+        _validate_with_botocore_model(session, params)
+    parent_credentials = _botocore_session_of(session).get_credentials()
+    if parent_credentials is None:
+        raise botocore.exceptions.NoCredentialsError()
+    _clamp_for_chaining(params, parent_credentials)
+    serial = params.get("SerialNumber")
+    mfa = _MFACodes(serial, TokenCode, mfa_token_provider, mfa_token_provider_kwargs) if serial else None
+    clock = clock or _utc_now
+    source = _AssumeRoleSource(session, params, automatic_name, mfa, sts_client_kwargs or {}, clock)
+    credentials = _RefreshingCredentials(source, cache=cache, clock=clock)
+    child = _new_session(credentials, session, region_name)
+    child.assume_role_parent_session = session  # type: ignore[attr-defined]
+    if eager:
+        credentials.get_frozen_credentials()
+    return child
+
+
+def assume_role_chain(
+    session: boto3.Session,
+    roles: Sequence[str | Mapping[str, Any]],
+    **common: Any,
+) -> boto3.Session:
+    """Assume each role in turn and return the last hop's session.
+
+    ``roles`` holds RoleArn strings or mappings of :func:`assume_role`
+    arguments (with ``RoleArn``); ``common`` arguments apply to every hop
+    unless a hop's mapping overrides them. Each hop's
+    ``assume_role_parent_session`` is the previous hop.
+    """
+    if isinstance(roles, (str, bytes)) or not isinstance(roles, Sequence) or not roles:
+        raise _invalid("Invalid roles: must be a non-empty list of RoleArn strings or mappings")
+    hops: list[JSONDict] = []
+    for index, role in enumerate(roles):
+        if isinstance(role, str):
+            hops.append({**common, "RoleArn": role})
+        elif isinstance(role, Mapping) and "RoleArn" in role:
+            hops.append({**common, **role})
+        else:
+            raise _invalid(f"Invalid roles[{index}]: must be a RoleArn string or a mapping with RoleArn")
+    current = session
+    for hop in hops:
+        role_arn = hop.pop("RoleArn")
+        current = assume_role(current, role_arn, **hop)
+    return current
+
+
+def refreshable_session(
+    fetch: Callable[[], Mapping[str, Any]],
+    *,
+    region_name: str | None = None,
+    cache: MutableMapping[str, Any] | None = None,
+    cache_key: str | None = None,
+    source_name: str | None = None,
+    eager: bool = False,
+    clock: Clock | None = None,
+) -> boto3.Session:
+    """Return a :class:`boto3.Session` whose credentials come from ``fetch()``.
+
+    ``fetch()`` returns the STS shape (``AccessKeyId``, ``SecretAccessKey``,
+    ``SessionToken``, ``Expiration``) or botocore's (``access_key``,
+    ``secret_key``, ``token``, ``expiry_time``); the expiry may be a datetime
+    (aware or naive UTC), an ISO 8601 string or an epoch number. The same
+    engine as :func:`assume_role` refreshes them. ``cache`` needs a
+    ``cache_key`` naming this source; ``source_name`` appears in logs.
+    """
+    problems = _Problems()
+    if not callable(fetch):
+        problems.add("fetch", f"must be callable, not {type(fetch).__name__}")
+    _check_cache(problems, cache)
+    if cache is not None and (not isinstance(cache_key, str) or not cache_key):
+        problems.add("cache_key", "a non-empty string is required when cache is given")
+    if region_name is not None and (not isinstance(region_name, str) or isinstance(region_name, bool)):
+        problems.add("region_name", "must be a region name string or None")
+    problems.raise_if_any()
+    name = source_name or getattr(fetch, "__qualname__", "custom credentials")
+    credentials = _RefreshingCredentials(_FunctionSource(fetch, cache_key, name), cache=cache, clock=clock)
+    session = _new_session(credentials, None, region_name)
+    if eager:
+        credentials.get_frozen_credentials()
+    return session
+
+
+def patch_boto3() -> None:
+    """Add ``boto3.assume_role(...)`` and ``boto3.Session.assume_role(...)``.
+
+    Both take :func:`assume_role`'s arguments without the session;
+    ``boto3.assume_role`` uses the default session. Idempotent.
+    """
+    boto3.Session.assume_role = assume_role  # type: ignore[attr-defined]
+    boto3.Session.assume_role_chain = assume_role_chain  # type: ignore[attr-defined]
+    boto3.assume_role = _assume_role_with_default_session  # type: ignore[attr-defined]
+
+
+def _default_session() -> boto3.Session:
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION
+
+
+def _assume_role_with_default_session(RoleArn: str, **kwargs: Any) -> boto3.Session:
+    """:func:`assume_role` from boto3's default session."""
+    return assume_role(_default_session(), RoleArn, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# 9. Helpers
+# ---------------------------------------------------------------------------
+
+
+def _account(account_id: str | int) -> str:
+    text = str(int(account_id)) if isinstance(account_id, int) else str(account_id)
+    return text.rjust(12, "0")
+
+
+def get_role_arn(account_id: str | int, role_name: str, path: str = "", partition: str = "aws") -> str:
+    """The ARN of an IAM role; the path may be given separately or in ``role_name``.
+
+    Account ids are zero-padded to 12 digits.
+    """
+    if "/" in role_name:
+        if path:
+            raise ValueError("give the path in role_name or in path, not both")
+        path, role_name = role_name.rsplit("/", 1)
+    path = path.strip("/")
+    prefix = f"{path}/" if path else ""
+    return f"arn:{partition}:iam::{_account(account_id)}:role/{prefix}{role_name}"
+
+
+def get_assumed_role_session_arn(
+    account_id: str | int, role_name: str, role_session_name: str, partition: str = "aws"
+) -> str:
+    """The ARN of an assumed-role session (such ARNs never contain the role's path)."""
+    name = role_name.rsplit("/", 1)[-1]
+    return f"arn:{partition}:sts::{_account(account_id)}:assumed-role/{name}/{role_session_name}"
+
+
+def generate_lambda_session_name(
+    function_name: str | None = None,
+    function_version: str | None = None,
+    identifier: str | None = None,
+) -> str:
+    """A role session name that identifies a Lambda function (at most 64 characters).
+
+    Forms: ``{name}``, ``{name}.{identifier}`` or ``{name}.{version}.{identifier}``.
+    The name and version default to ``AWS_LAMBDA_FUNCTION_NAME`` and
+    ``AWS_LAMBDA_FUNCTION_VERSION`` (``$LATEST`` is never included); the
+    identifier defaults to the execution environment's id from the log stream
+    name, else a timestamp (or random characters when fewer than 14 fit).
+    A name over 59 characters is used alone (truncated); if name and version
+    exceed 59, the version is dropped.
+    """
+    name = function_name or os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    version = function_version or os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "")
+    version_part = f".{version}" if version and version != "$LATEST" else ""
+    if len(name) > 59:
+        value = name[:64]
+    else:
+        if len(name) + len(version_part) > 59:
+            version_part = ""
+        room = 63 - len(name) - len(version_part)
+        value = f"{name}{version_part}.{_lambda_identifier(identifier, room)}"[:64]
+    return re.sub(r"[^\w=,.@-]+", "_", value, flags=re.ASCII)
+
+
+def _lambda_identifier(identifier: str | None, room: int) -> str:
+    if identifier:
+        return identifier
+    match = re.search(r"\w+$", os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""))
+    if match:
+        return match.group()[:room]
+    if room >= 14:
+        return _utc_now().strftime("%Y%m%d%H%M%S%f")[:room]
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(room))
+
+
+def whoami(session: boto3.Session) -> JSONDict:
+    """The caller identity (``UserId``, ``Account``, ``Arn``) of ``session``'s credentials."""
+    identity = dict(session.client("sts").get_caller_identity())
+    identity.pop("ResponseMetadata", None)
+    return identity
+
+
+# ---------------------------------------------------------------------------
+# 10. Command line
+# ---------------------------------------------------------------------------
+
+EXIT_BAD_ARGUMENTS = 2
+EXIT_NO_CREDENTIALS = 3
+EXIT_ASSUME_ROLE_FAILED = 4
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _json_object(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _string_list(text: str) -> list[str]:
+    if text.lstrip().startswith("["):
+        value = json.loads(text)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise argparse.ArgumentTypeError("must be a JSON list of strings")
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _key_values(text: str) -> dict[str, str]:
+    """``Key=Value,Key2=Value2`` or a JSON object (values may contain '=')."""
+    if text.lstrip().startswith("{"):
+        value = _json_object(text)
+        if not all(isinstance(v, str) for v in value.values()):
+            raise argparse.ArgumentTypeError("tag values must be strings")
+        return dict(value)
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not Key=Value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise _UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="assume-role-chain",
+        description="Assume one role, or a chain of roles, and print the credentials.",
+    )
+    parser.add_argument("RoleArn", nargs="+", help="role ARN; several make a chain A -> B -> C")
+    parser.add_argument("--profile", help="AWS config profile of the starting credentials")
+    parser.add_argument("--region", help="region for STS and the printed session")
+    parser.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--env", dest="format", action="store_const", const="env", help="print KEY=value lines (default)")
+    output.add_argument("--json", dest="format", action="store_const", const="json", help="print credential_process JSON")
+    parser.set_defaults(format="env")
+    parser.add_argument("--RoleSessionName")
+    parser.add_argument("--PolicyArns", type=_string_list, help="Arn1,Arn2 or a JSON list")
+    parser.add_argument("--Policy", type=_json_object, help="JSON object")
+    parser.add_argument("--DurationSeconds", type=int)
+    parser.add_argument("--Tags", type=_key_values, help="Key=Value,Key2=Value2 or a JSON object")
+    parser.add_argument("--TransitiveTagKeys", type=_string_list, help="Key1,Key2 or a JSON list")
+    parser.add_argument("--ExternalId")
+    parser.add_argument("--SourceIdentity")
+    parser.add_argument("--SerialNumber", help="MFA device (first hop only)")
+    parser.add_argument("--TokenCode", help="MFA code (first hop only)")
+    parser.add_argument("--mfa-command", help="command that prints an MFA code (first hop only)")
+    parser.add_argument("--additional-kwargs", type=_json_object, help="JSON object of further AssumeRole parameters")
+    return parser
+
+
+_CHAIN_WIDE = ("RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags", "TransitiveTagKeys", "ExternalId", "SourceIdentity")
+
+
+def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    common = {name: getattr(args, name) for name in _CHAIN_WIDE if getattr(args, name) is not None}
+    if args.additional_kwargs:
+        common["additional_kwargs"] = args.additional_kwargs
+    if args.cache_dir:
+        common["cache"] = JSONFileCache(args.cache_dir)
+    first: JSONDict = {"RoleArn": args.RoleArn[0]}
+    for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", args.mfa_command)):
+        if value is not None:
+            first[name] = value
+    return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
+
+
+def _print_credentials(session: boto3.Session, output: str) -> None:
+    credentials = session.get_credentials()
+    assert credentials is not None
+    frozen = credentials.get_frozen_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)
+    expiration = _iso(expiry) if isinstance(expiry, dt.datetime) else None
+    if output == "json":
+        data: JSONDict = {"Version": 1, "AccessKeyId": frozen.access_key, "SecretAccessKey": frozen.secret_key, "SessionToken": frozen.token}
+        if expiration:
+            data["Expiration"] = expiration
+        print(json.dumps(data, indent=2))
+        return
+    lines = [f"AWS_ACCESS_KEY_ID={frozen.access_key}", f"AWS_SECRET_ACCESS_KEY={frozen.secret_key}", f"AWS_SESSION_TOKEN={frozen.token}"]
+    if expiration:
+        lines.append(f"AWS_CREDENTIALS_EXPIRATION={expiration}")
+    print("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: print credentials for a role or a chain of roles.
+
+    Exit codes: 0 success, 2 bad arguments, 3 no starting credentials,
+    4 AssumeRole refused or failed.
+    """
+    try:
+        args = _build_parser().parse_args(argv)
+        session = _chain_from_args(args)
+        _print_credentials(session, args.format)
+    except _UsageError as error:
+        print(f"assume-role-chain: bad arguments: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    except botocore.exceptions.ParamValidationError as error:
+        print(f"assume-role-chain: bad arguments: {_one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.ProfileNotFound) as error:
+        print(f"assume-role-chain: no starting credentials: {_one_line(error)}", file=sys.stderr)
+        return EXIT_NO_CREDENTIALS
+    except botocore.exceptions.ClientError as error:
+        info = error.response.get("Error", {})
+        print(f"assume-role-chain: AssumeRole refused [{info.get('Code')}]: {info.get('Message')}", file=sys.stderr)
+        return EXIT_ASSUME_ROLE_FAILED
+    except (botocore.exceptions.BotoCoreError, OSError) as error:
+        print(f"assume-role-chain: AssumeRole failed: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ASSUME_ROLE_FAILED
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinitialise_after_fork)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real moto server (HTTP on 127.0.0.1) and an isolated AWS environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from moto.sts.models import sts_backends
+
+ACCOUNT = "123456789012"
+
+
+def role_arn(name: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:iam::{account}:role/{name}"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """URL of an in-process moto server (real HTTP, real SigV4 requests).
+
+    In-process so that time-machine moves moto's clock with ours and the
+    tests can count AssumeRole calls on the server side.
+    """
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def assume_role_calls() -> int:
+    """AssumeRole calls the in-process moto server has answered since its reset."""
+    total = 0
+    for by_partition in sts_backends.values():
+        for backend in by_partition.values():
+            total += len(backend.assumed_roles)
+    return total
+
+
+@pytest.fixture
+def aws_env(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An environment that can only reach moto: no real profile, no real keys."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    config = tmp_path / "aws-config"
+    credentials = tmp_path / "aws-credentials"
+    config.write_text("")
+    credentials.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPARENTEXAMPLE000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "parent-secret-never-printed")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    reset_moto(moto_endpoint)
+    return moto_endpoint
+
+
+@pytest.fixture
+def parent(aws_env: str) -> boto3.Session:
+    return boto3.Session()
+
+
+@pytest.fixture
+def sts_calls(aws_env: str) -> Callable[[], int]:
+    """Returns the number of AssumeRole calls made during this test."""
+    return assume_role_calls
+
+
+class SentRequests(list[dict[str, list[str]]]):
+    """Form fields of the AssumeRole requests sent by clients of watched sessions."""
+
+    def watch(self, session: boto3.Session) -> None:
+        session._session.register("before-send.sts", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        fields = urllib.parse.parse_qs(body)
+        if fields.get("Action") == ["AssumeRole"]:
+            self.append(fields)
+
+
+@pytest.fixture
+def sent_assume_role_requests(parent: boto3.Session) -> SentRequests:
+    """AssumeRole requests sent with ``parent``'s credentials (watch more with ``.watch``)."""
+    sent = SentRequests()
+    sent.watch(parent)
+    return sent
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every TCP connection attempted by this process during the test."""
+    attempts: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def counting_connect(self: socket.socket, address: Any) -> Any:
+        attempts.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counting_connect)
+    return attempts
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
