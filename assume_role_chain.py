@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 import datetime as dt
 import getpass
@@ -39,7 +38,6 @@ import random
 import re
 import secrets
 import shlex
-import stat
 import subprocess
 import sys
 import tempfile
@@ -495,7 +493,7 @@ def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
             "credentials are missing the field(s) " + ", ".join(missing)
         )
     access_key, secret_key, token, expiry = (data[name] for name in fields)
-    for name, value in zip(fields[:3], (access_key, secret_key, token)):
+    for name, value in zip(fields[:3], (access_key, secret_key, token), strict=True):
         if not isinstance(value, str):
             raise InvalidCredentialsError(f"{name} must be a string")
     issued_value = data.get("Issued")
@@ -573,7 +571,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
     # -- state ---------------------------------------------------------------
 
     def _now(self) -> dt.datetime:
-        return self._time_fetcher()  # type: ignore[no-any-return]
+        return self._time_fetcher()  # type: ignore[attr-defined,no-any-return]
 
     def _seconds_left(self) -> float | None:
         if self._frozen_credentials is None or self._expiry_time is None:
@@ -959,7 +957,7 @@ def _entry_lock(cache: Any, key: str) -> contextlib.AbstractContextManager[Any]:
 
 def _botocore_session_of(session: boto3.Session) -> botocore.session.Session:
     # boto3 exposes its botocore session only as the private ``_session``.
-    return session._session  # type: ignore[no-any-return]
+    return session._session
 
 
 class _ParentConfig(botocore.configprovider.BaseProvider):
@@ -1046,7 +1044,7 @@ def _new_session(
         parent_core = _botocore_session_of(parent)
         _link_config(child, parent_core, link_region=region_name is None)
         loader = parent_core.get_component("data_loader")
-        region = parent.region_name if region_name is True else region_name
+        region: str | bool | None = parent.region_name if region_name is True else region_name
     else:
         loader = _standalone_loader()
         region = region_name
@@ -1070,7 +1068,7 @@ _REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stde
 _MFA_COMMAND_TIMEOUT = 30.0
 _SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
 
-MFATokenProvider = Union[Callable[..., str], Sequence[str], str]
+MFATokenProvider = Union[Callable[..., str], Sequence[str], str]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 def _mask_codes(text: str) -> str:
@@ -1331,7 +1329,9 @@ def _validate_with_botocore_model(session: boto3.Session, params: Mapping[str, A
     request.setdefault("RoleSessionName", "validation-placeholder")
     if "SerialNumber" in request:
         request["TokenCode"] = "000000"
-    botocore.validate.validate_parameters(request, model.operation_model("AssumeRole").input_shape)
+    shape = model.operation_model("AssumeRole").input_shape
+    assert shape is not None
+    botocore.validate.validate_parameters(request, shape)
 
 
 def _is_temporary(credentials: Any) -> bool:
@@ -1486,7 +1486,7 @@ def refreshable_session(
     if region_name is not None and (not isinstance(region_name, str) or isinstance(region_name, bool)):
         problems.add("region_name", "must be a region name string or None")
     problems.raise_if_any()
-    name = source_name or getattr(fetch, "__qualname__", "custom credentials")
+    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
     credentials = _RefreshingCredentials(_FunctionSource(fetch, cache_key, name), cache=cache, clock=clock)
     session = _new_session(credentials, None, region_name)
     if eager:

@@ -1,0 +1,154 @@
+"""A tour of assume-role-chain against a local STS (moto), no AWS account needed.
+
+Run: python examples/demo.py
+
+1. A parent session and a three-hop role chain A -> B -> C.
+2. The identity and expiry at each hop.
+3. A refresh: the clock jumps forward and the chain refreshes itself, once.
+4. A second run in a fresh process, served from the JSON file cache with
+   zero AssumeRole calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import boto3
+
+import assume_role_chain as arc
+
+ACCOUNT = "123456789012"
+ROLES = [f"arn:aws:iam::{ACCOUNT}:role/{name}" for name in ("OrgAuditor", "SecurityHub", "LogReader")]
+BOLD, DIM, GREEN, CYAN, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[36m", "\033[0m") if sys.stdout.isatty() else ("",) * 5
+
+
+def heading(text: str) -> None:
+    print(f"\n{BOLD}{text}{RESET}")
+
+
+def isolate_environment(endpoint: str, home: str) -> None:
+    """Point boto3 at the local STS with throwaway keys; never at a real account."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="AKIADEMOPARENT000000",
+        AWS_SECRET_ACCESS_KEY="demo-parent-secret",
+        AWS_DEFAULT_REGION="eu-west-1",
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_CONFIG_FILE=os.path.join(home, "config"),
+        AWS_SHARED_CREDENTIALS_FILE=os.path.join(home, "credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+
+
+def build_chain(cache: arc.JSONFileCache) -> boto3.Session:
+    parent = boto3.Session()
+    hops: list[str | dict[str, object]] = [*ROLES[:2], {"RoleArn": ROLES[2], "DurationSeconds": 900}]
+    return arc.assume_role_chain(parent, hops, RoleSessionName="demo", cache=cache)
+
+
+def hops_of(session: boto3.Session) -> list[boto3.Session]:
+    hops = []
+    while hasattr(session, "assume_role_parent_session"):
+        hops.append(session)
+        session = session.assume_role_parent_session
+    return list(reversed(hops))
+
+
+def show_chain(chain: boto3.Session, now: dt.datetime) -> None:
+    for number, hop in enumerate(hops_of(chain), start=1):
+        arn = arc.whoami(hop)["Arn"]
+        credentials = hop.get_credentials()
+        assert credentials is not None
+        key = str(credentials.get_frozen_credentials().access_key)
+        expiry: dt.datetime = credentials._expiry_time  # type: ignore[attr-defined]
+        left = int((expiry - now).total_seconds())
+        print(f"  hop {number}  {CYAN}{arn}{RESET}")
+        print(f"         key …{key[-6:]}  expires {expiry:%H:%M:%S} UTC {DIM}({left // 60} min {left % 60} s left){RESET}")
+
+
+def first_run(cache_dir: str) -> None:
+    import time_machine
+    from moto.sts.models import sts_backends
+
+    def assume_role_calls() -> int:
+        return sum(len(b.assumed_roles) for by_region in sts_backends.values() for b in by_region.values())
+
+    events: list[arc.RefreshEvent] = []
+    arc.add_refresh_listener(events.append)
+    start = dt.datetime.now(dt.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        heading("1. A parent session and the chain OrgAuditor -> SecurityHub -> LogReader")
+        print(f"  parent  {CYAN}{arc.whoami(boto3.Session())['Arn']}{RESET}")
+        chain = build_chain(arc.JSONFileCache(cache_dir))
+        print(f"  sessions created; AssumeRole calls so far: {assume_role_calls()} (nothing is fetched before first use)")
+
+        heading("2. Identity and expiry at each hop (LogReader asked for 900 s)")
+        show_chain(chain, start)
+        print(f"  AssumeRole calls: {GREEN}{assume_role_calls()}{RESET}")
+
+        heading("3. 200 API calls while a fake clock runs 11 minutes")
+        before = assume_role_calls()
+        sts = chain.client("sts")
+        for step in range(200):
+            clock.move_to(start + dt.timedelta(seconds=step * 3.3))
+            sts.get_caller_identity()
+        print(f"  AssumeRole calls for 200 API calls: {GREEN}{assume_role_calls() - before}{RESET} "
+              f"{DIM}(botocore's 15-minute window would make one per call for 900 s credentials){RESET}")
+        print("  the clock jumps to 12 min after the start: LogReader's 900 s credentials are due")
+        clock.move_to(start + dt.timedelta(minutes=12))
+        sts.get_caller_identity()
+        fetched = [e for e in events if e.outcome == "fetched"]
+        latest = fetched[-1]
+        assert latest.expiry is not None
+        print(f"  refreshed {CYAN}{latest.source}{RESET} once, new expiry {latest.expiry:%H:%M:%S} UTC;"
+              f" AssumeRole calls now {GREEN}{assume_role_calls()}{RESET}")
+        show_chain(chain, start + dt.timedelta(minutes=12))
+
+
+def second_run(cache_dir: str) -> None:
+    events: list[arc.RefreshEvent] = []
+    arc.add_refresh_listener(events.append)
+    chain = build_chain(arc.JSONFileCache(cache_dir))
+    show_chain(chain, dt.datetime.now(dt.timezone.utc))
+    fetched = sum(1 for e in events if e.outcome == "fetched")
+    hits = sum(1 for e in events if e.outcome == "cache-hit")
+    print(f"  cache hits: {GREEN}{hits}{RESET}, AssumeRole calls: {GREEN}{fetched}{RESET}")
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--second-run":
+        second_run(sys.argv[2])
+        return
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with tempfile.TemporaryDirectory() as home:
+        isolate_environment(f"http://{host}:{port}", home)
+        cache_dir = os.path.join(home, "cache")
+        print(f"{BOLD}assume-role-chain {arc.__version__}{RESET} against a local STS at http://{host}:{port}")
+        try:
+            first_run(cache_dir)
+            heading("4. A second run, in a new process, with the same JSON file cache")
+            files = sorted(p.name for p in Path(cache_dir).iterdir() if p.suffix == ".json")
+            mode = oct(Path(cache_dir).stat().st_mode & 0o777)
+            print(f"  cache folder {mode}, {len(files)} entries (file names are hashes, mode 0600)")
+            subprocess.run([sys.executable, __file__, "--second-run", cache_dir], check=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
