@@ -629,6 +629,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
             self._record_failure(error, started, usable)
             if usable:
                 return
+            _add_note(error, f"assume_role_chain: no usable credentials for {self._source.name}")
             raise
         self._install(credentials)
         self._failures, self._next_attempt, self._last_error = 0, None, None
@@ -749,6 +750,13 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._source.after_fork()
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    """Say which source failed, on Python 3.11+, without changing the error's type."""
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None and note not in getattr(error, "__notes__", ()):
+        add_note(note)
 
 
 def _frozen(credentials: _Credentials) -> botocore.credentials.ReadOnlyCredentials:

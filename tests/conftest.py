@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import urllib.parse
@@ -17,6 +18,8 @@ from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
 ACCOUNT = "123456789012"
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
 
 
 def role_arn(name: str, account: str = ACCOUNT) -> str:

@@ -1,0 +1,450 @@
+"""The refresh engine: one fetch per lifetime, single flight, static stability, forks.
+
+Time is moved with time-machine; moto runs in-process so its clock moves too.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import pytest
+import time_machine
+from moto.sts.models import sts_backends
+
+import assume_role_chain as arc
+from tests.conftest import role_arn
+from tests.faults import FaultProxy, fault_proxy
+
+START = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    with time_machine.travel(START, tick=False) as traveller:
+        yield traveller
+
+
+def at(seconds: float) -> dt.datetime:
+    return START + dt.timedelta(seconds=seconds)
+
+
+def issued_expiries() -> dict[str, dt.datetime]:
+    """Access key id -> expiry of every credential moto has issued."""
+    expiries = {}
+    for by_partition in sts_backends.values():
+        for backend in by_partition.values():
+            for role in backend.assumed_roles:
+                expiries[role.access_key_id] = role.expiration.replace(tzinfo=dt.timezone.utc)
+    return expiries
+
+
+# -- one fetch per lifetime -------------------------------------------------------
+
+
+@pytest.mark.parametrize("duration", [900, 1800, 3600, 43200])
+def test_one_assume_role_per_lifetime(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int], duration: int) -> None:
+    session = arc.assume_role(parent, role_arn("A"), DurationSeconds=duration)
+    sts = session.client("sts")
+    usable_for = duration - arc.refresh_windows(duration).advisory
+    for cycle, calls in enumerate((200, 50, 50)):
+        for step in range(calls):
+            clock.move_to(at(cycle * usable_for + step * usable_for / calls))
+            sts.get_caller_identity()
+        assert sts_calls() == cycle + 1, f"after {calls} more API calls, {cycle + 1} lifetimes"
+
+
+def test_windows_scale_with_the_lifetime() -> None:
+    assert arc.refresh_windows(43200) == arc.RefreshWindows(900, 600, 60)
+    assert arc.refresh_windows(3600) == arc.RefreshWindows(900, 600, 60)
+    assert arc.refresh_windows(900) == arc.RefreshWindows(225, 150, 60)
+    assert arc.refresh_windows(60) == arc.RefreshWindows(15, 10, 6)
+    for lifetime in (60, 300, 900, 1800, 3600, 43200):
+        windows = arc.refresh_windows(lifetime)
+        assert lifetime > windows.advisory > windows.mandatory > windows.margin > 0
+        if lifetime >= 900:
+            assert windows.margin >= 60
+
+
+def test_never_signs_with_credentials_inside_the_margin(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int]) -> None:
+    chain = arc.assume_role_chain(parent, [role_arn("A"), {"RoleArn": role_arn("B"), "DurationSeconds": 900}])
+    signed: list[tuple[str, dt.datetime]] = []
+
+    def record(request_signer: Any, **_: Any) -> None:
+        # The same call the signer makes next: the generation it will sign with.
+        signed.append((request_signer._credentials.get_frozen_credentials().access_key, dt.datetime.now(dt.timezone.utc)))
+
+    s3 = chain.client("s3")
+    s3.meta.events.register("before-sign.s3", record)
+    for second in range(0, 4 * 3600, 50):
+        clock.move_to(at(second))
+        s3.list_buckets()
+    expiries = issued_expiries()
+    assert len(signed) == 4 * 3600 // 50
+    assert len({key for key, _ in signed}) >= 4 * 3600 // 675  # many generations were used
+    for key, moment in signed:
+        assert moment < expiries[key] - dt.timedelta(seconds=60), f"signed at {moment} with {key} expiring {expiries[key]}"
+
+
+# -- single flight in a process ------------------------------------------------------
+
+
+class GatedSTS:
+    """Holds every AssumeRole request sent through ``session`` until released."""
+
+    def __init__(self, session: boto3.Session, armed: bool = True) -> None:
+        self.armed = armed
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.pid = os.getpid()
+        session._session.register("before-send.sts.AssumeRole", self._gate)
+
+    def _gate(self, **_: Any) -> None:
+        if self.armed and os.getpid() == self.pid:  # a forked child must not wait for the parent's gate
+            self.started.set()
+            assert self.release.wait(30), "test never released the gate"
+
+
+def run_threads(count: int, work: Callable[[], Any]) -> tuple[list[threading.Thread], list[BaseException], list[int]]:
+    errors: list[BaseException] = []
+    finished: list[int] = []
+    barrier = threading.Barrier(count)
+
+    def body(index: int) -> None:
+        barrier.wait()
+        try:
+            work()
+            finished.append(index)
+        except BaseException as error:  # recorded and asserted on by the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, errors, finished
+
+
+@pytest.mark.parametrize(("moment", "others_wait"), [(700, False), (800, True)], ids=["advisory", "mandatory"])
+def test_64_threads_at_refresh_make_one_fetch(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int], moment: int, others_wait: bool) -> None:
+    gate = GatedSTS(parent, armed=False)
+    session = arc.assume_role(parent, role_arn("A"), DurationSeconds=900, eager=True)
+    s3 = session.client("s3")
+    gate.armed = True
+    clock.move_to(at(moment))
+    threads, errors, finished = run_threads(64, s3.list_buckets)
+    assert gate.started.wait(10)
+    if others_wait:
+        time.sleep(0.3)  # give waiting threads the chance to (wrongly) finish
+        assert finished == [], "in the mandatory window every thread waits for the refresh"
+    else:
+        deadline = time.monotonic() + 20
+        while len(finished) < 63 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(finished) == 63, "in the advisory window the other threads do not wait"
+    gate.release.set()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and len(finished) == 64
+    assert sts_calls() == 2  # the eager fetch and the one refresh
+
+
+def test_64_threads_on_first_use_make_one_fetch(parent: boto3.Session, sts_calls: Callable[[], int]) -> None:
+    session = arc.assume_role_chain(parent, [role_arn("A"), role_arn("B"), role_arn("C")])
+    s3 = session.client("s3")
+    threads, errors, finished = run_threads(64, s3.list_buckets)
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(finished) == 64
+    assert sts_calls() == 3
+
+
+# -- single flight across processes ----------------------------------------------------
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time, boto3
+    import assume_role_chain as arc
+    start_at = float(sys.argv[2])
+    session = arc.assume_role(boto3.Session(), sys.argv[3], cache=arc.JSONFileCache(sys.argv[1]))
+    while time.time() < start_at:
+        time.sleep(0.001)
+    print(arc.whoami(session)["Arn"])
+    """
+)
+
+
+def test_eight_processes_cold_starting_on_one_cache_make_one_call(aws_env: str, tmp_path: Path, sts_calls: Callable[[], int]) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    start_at = str(time.time() + 2.0)  # all start their first call together
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), start_at, role_arn("Shared")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    results = [worker.communicate(timeout=90) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 8, [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1
+    assert sts_calls() == 1
+
+
+def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
+    cache = arc.JSONFileCache(tmp_path, lock_timeout=20)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, assume_role_chain as arc
+        with arc.JSONFileCache({str(tmp_path)!r}).lock("entry"):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    with cache.lock("entry") as acquired:
+        assert acquired
+
+
+def test_lock_wait_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    holder = arc.JSONFileCache(tmp_path)
+    waiter = arc.JSONFileCache(tmp_path, lock_timeout=0.2)
+    with holder.lock("entry") as held, waiter.lock("entry") as acquired:
+        assert held and not acquired
+    assert "not acquired" in caplog.text
+
+
+# -- static stability ------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """All STS traffic goes through a fault proxy; botocore does not retry."""
+    with fault_proxy(aws_env) as running:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", running.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+        yield running
+
+
+@pytest.mark.parametrize("fault", [("status", 503), ("status", 400), ("status", 500), "reset"], ids=["503", "throttling", "500", "reset"])
+def test_failing_sts_in_the_refresh_windows_fails_no_api_call(proxy: FaultProxy, clock: time_machine.Traveller, fault: Any, caplog: pytest.LogCaptureFixture) -> None:
+    session = arc.assume_role(boto3.Session(), role_arn("A"), DurationSeconds=900, eager=True)
+    s3 = session.client("s3")
+    first_key = session.get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
+    proxy.fault = fault
+    # 700 s: advisory window; 760 s: mandatory window; until 839 s: outside the 60 s margin.
+    for second in range(700, 840):
+        clock.move_to(at(second))
+        s3.list_buckets()  # never fails while the current credentials are valid
+    attempts = proxy.count("AssumeRole") - 1
+    assert 3 <= attempts <= 15, f"{attempts} attempts in 140 s: spaced by backoff, not one per call"
+    assert "still serving the current ones" in caplog.text
+    # Inside the safety margin: a clear error, the old credentials are not used.
+    clock.move_to(at(845))
+    with pytest.raises((botocore.exceptions.ClientError, botocore.exceptions.HTTPClientError)) as raised:
+        s3.list_buckets()
+    assert "AssumeRole" in str(raised.value) or "Connection was closed" in str(raised.value)
+    if sys.version_info >= (3, 11):
+        assert any(role_arn("A") in note and "no usable credentials" in note for note in raised.value.__notes__)
+    # Recovery when STS comes back.
+    proxy.fault = None
+    clock.move_to(at(900 + 31))
+    s3.list_buckets()
+    assert session.get_credentials().get_frozen_credentials().access_key != first_key  # type: ignore[union-attr]
+
+
+def test_stalled_sts_is_bounded_by_the_client_timeout(proxy: FaultProxy, clock: time_machine.Traveller) -> None:
+    from botocore.config import Config
+
+    session = arc.assume_role(boto3.Session(), role_arn("A"), DurationSeconds=900, eager=True,
+                              sts_client_kwargs={"config": Config(read_timeout=0.5, connect_timeout=0.5, retries={"total_max_attempts": 1})})
+    s3 = session.client("s3")
+    proxy.fault = ("stall", 5)
+    clock.move_to(at(700))
+    s3.list_buckets()  # the advisory refresh times out; the call still succeeds
+    assert proxy.faulted == 1
+    proxy.fault = None
+    clock.move_to(at(705))
+    s3.list_buckets()
+    assert proxy.count("AssumeRole") == 3
+
+
+def test_after_expiry_errors_are_raised_without_hammering_sts(proxy: FaultProxy, clock: time_machine.Traveller) -> None:
+    session = arc.assume_role(boto3.Session(), role_arn("A"), DurationSeconds=900)
+    s3 = session.client("s3")
+    proxy.fault = ("status", 503)
+    for _ in range(50):
+        with pytest.raises(botocore.exceptions.ClientError, match="ServiceUnavailable"):
+            s3.list_buckets()
+    assert proxy.count("AssumeRole") == 1, "calls inside the backoff interval re-raise the last error"
+    clock.move_to(at(1.5))
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.list_buckets()
+    assert proxy.count("AssumeRole") == 2
+    proxy.fault = None
+    clock.move_to(at(10))
+    s3.list_buckets()
+
+
+def test_never_serves_expired_credentials(aws_env: str, clock: time_machine.Traveller) -> None:
+    generation = iter(range(1000))
+
+    def fetch() -> dict[str, Any]:
+        number = next(generation)
+        if number > 0:
+            raise ConnectionError("credential broker unreachable")
+        return {"AccessKeyId": "AKIA0", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": at(900)}
+
+    credentials = arc.refreshable_session(fetch).get_credentials()
+    assert credentials is not None
+    assert credentials.get_frozen_credentials().access_key == "AKIA0"
+    clock.move_to(at(839))
+    assert credentials.get_frozen_credentials().access_key == "AKIA0"
+    for second in (841, 899, 901, 5000):
+        clock.move_to(at(second))
+        with pytest.raises(ConnectionError):
+            credentials.get_frozen_credentials()
+
+
+# -- fork safety -----------------------------------------------------------------------
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child still running after {timeout} s: deadlocked")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_fork_while_another_thread_refreshes(parent: boto3.Session) -> None:
+    session = arc.assume_role(parent, role_arn("A"))
+    s3 = session.client("s3")
+    gate = GatedSTS(parent)
+    refresher = threading.Thread(target=s3.list_buckets)
+    refresher.start()
+    assert gate.started.wait(10)  # the refresher holds the engine's lock now
+    pid = os.fork()
+    if pid == 0:  # child: must fetch on its own and finish
+        code = 1
+        try:
+            s3.list_buckets()
+            session.client("sts").get_caller_identity()
+            code = 0
+        finally:
+            os._exit(code)
+    gate.release.set()
+    refresher.join(30)
+    assert wait_for_child(pid, 30) == 0
+
+
+def _identity_in_worker(_: int) -> str:
+    return str(arc.whoami(_pool_session)["Arn"])
+
+
+_pool_session: boto3.Session
+
+
+def test_sessions_made_before_a_process_pool_work_in_workers(parent: boto3.Session) -> None:
+    import multiprocessing
+
+    global _pool_session
+    _pool_session = arc.assume_role(parent, role_arn("A"), RoleSessionName="pooled")
+    arc.whoami(_pool_session)
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("fork")) as pool:
+        arns = list(pool.map(_identity_in_worker, range(8), timeout=60))
+    assert arns == ["arn:aws:sts::123456789012:assumed-role/A/pooled"] * 8
+
+
+# -- time ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expiration",
+    [
+        at(3600),
+        at(3600).replace(tzinfo=None),
+        at(3600).astimezone(dt.timezone(dt.timedelta(hours=-5))),
+        "2026-11-21T13:00:00Z",
+        "2026-11-21T13:00:00",
+        "2026-11-21T14:00:00+01:00",
+        "2026-11-21T13:00:00UTC",
+        at(3600).timestamp(),
+        int(at(3600).timestamp()),
+    ],
+    ids=["aware", "naive", "offset", "iso-z", "iso-naive", "iso-offset", "botocore-utc", "epoch-float", "epoch-int"],
+)
+def test_every_expiry_is_normalised_to_aware_utc(aws_env: str, clock: time_machine.Traveller, expiration: Any) -> None:
+    def fetch() -> dict[str, Any]:
+        return {"AccessKeyId": "AKIA1", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": expiration}
+
+    credentials = arc.refreshable_session(fetch, eager=True).get_credentials()
+    expiry = credentials._expiry_time  # type: ignore[union-attr]
+    assert expiry == at(3600) and expiry.utcoffset() == dt.timedelta(0)
+
+
+def test_injected_clock(aws_env: str) -> None:
+    now = [at(0)]
+    calls = []
+
+    def fetch() -> dict[str, Any]:
+        calls.append(now[0])
+        return {"AccessKeyId": f"AKIA{len(calls)}", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": now[0] + dt.timedelta(seconds=900)}
+
+    credentials = arc.refreshable_session(fetch, clock=lambda: now[0]).get_credentials()
+    assert credentials is not None
+    credentials.get_frozen_credentials()
+    now[0] = at(674)
+    credentials.get_frozen_credentials()
+    assert len(calls) == 1
+    now[0] = at(676)
+    assert credentials.get_frozen_credentials().access_key == "AKIA2"
+
+
+# -- observability -----------------------------------------------------------------------
+
+
+def test_refresh_events_and_logs_name_the_role_and_never_a_secret(parent: boto3.Session, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    events: list[arc.RefreshEvent] = []
+    arc.add_refresh_listener(events.append)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="assume_role_chain"):
+            session = arc.assume_role(parent, role_arn("A"), cache=arc.JSONFileCache(tmp_path))
+            frozen = session.get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+            arc.assume_role(parent, role_arn("A"), cache=arc.JSONFileCache(tmp_path), eager=True)
+    finally:
+        arc.remove_refresh_listener(events.append)
+    assert [event.outcome for event in events] == ["fetched", "cache-hit"]
+    assert events[0].source == role_arn("A") and events[0].expiry is not None and events[0].duration >= 0
+    text = caplog.text + repr(session.get_credentials()) + repr(events)
+    assert role_arn("A") in caplog.text and "expire" in caplog.text and "cache miss" in caplog.text and "cache hit" in caplog.text
+    assert frozen.secret_key not in text and frozen.token not in text
+    assert "parent-secret-never-printed" not in text
+
+
+def test_a_failing_listener_does_not_break_refresh(parent: boto3.Session, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(_: arc.RefreshEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    arc.add_refresh_listener(broken)
+    try:
+        assert arc.whoami(arc.assume_role(parent, role_arn("A")))["Arn"]
+    finally:
+        arc.remove_refresh_listener(broken)
+    assert "listener" in caplog.text
