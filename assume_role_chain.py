@@ -19,8 +19,9 @@ Sections, in reading order:
 6. Building child sessions
 7. Credential sources (AssumeRole, MFA codes, custom functions)
 8. Public API
-9. Helpers (ARNs, Lambda session names, whoami)
-10. Command line
+9. Cached clients
+10. Helpers (ARNs, Lambda session names, whoami)
+11. Command line
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from typing import Any, Literal, Protocol, Union
 
 import boto3
+import botocore.config
 import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
@@ -65,6 +67,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
+    "ClientCache",
     "DurationClampedWarning",
     "InvalidCredentialsError",
     "JSONFileCache",
@@ -74,6 +77,9 @@ __all__ = [
     "add_refresh_listener",
     "assume_role",
     "assume_role_chain",
+    "cached_client",
+    "cached_resource",
+    "client_cache",
     "generate_lambda_session_name",
     "get_assumed_role_session_arn",
     "get_role_arn",
@@ -1093,6 +1099,9 @@ class _MFACodes:
         provider: MFATokenProvider | None,
         provider_kwargs: Mapping[str, Any] | None,
     ) -> None:
+        problems = _Problems()  # enforced even with validate=False
+        _check_refused_mfa_options(problems, provider_kwargs or {})
+        problems.raise_if_any()
         self.serial_number = serial_number
         self._static_code = token_code
         self._provider = provider
@@ -1149,6 +1158,13 @@ class _MFACodes:
         return str(codes[-1])
 
 
+def _check_refused_mfa_options(problems: _Problems, provider_kwargs: Mapping[str, Any]) -> None:
+    # No shell and no redirection, ever: the code is read from captured stdout.
+    for option in _REFUSED_COMMAND_OPTIONS:
+        if option in provider_kwargs:
+            problems.add(f"mfa_token_provider_kwargs[{option!r}]", "is not allowed (no shell, no redirection)")
+
+
 def _check_mfa(
     problems: _Problems,
     serial_number: Any,
@@ -1164,15 +1180,17 @@ def _check_mfa(
         )
         if not callable(provider) and not valid_command:
             problems.add("mfa_token_provider", f"must be a callable or a command (list of strings), not {type(provider).__name__}")
-        if isinstance(provider, str) and not shlex.split(provider):
-            problems.add("mfa_token_provider", "the command is empty")
+        if isinstance(provider, str):
+            try:
+                if not shlex.split(provider):
+                    problems.add("mfa_token_provider", "the command is empty")
+            except ValueError as error:
+                problems.add("mfa_token_provider", f"the command cannot be split: {error}")
     if provider_kwargs is not None:
         if not isinstance(provider_kwargs, Mapping):
             problems.add("mfa_token_provider_kwargs", "must be a mapping")
-        elif provider is not None and not callable(provider):
-            for option in _REFUSED_COMMAND_OPTIONS:
-                if option in provider_kwargs:
-                    problems.add(f"mfa_token_provider_kwargs[{option!r}]", "is not allowed for a command provider")
+        else:
+            _check_refused_mfa_options(problems, provider_kwargs)
     if serial_number is not None and token_code is None and provider is None:
         problems.add("SerialNumber", "needs TokenCode or mfa_token_provider to supply MFA codes")
 
@@ -1526,7 +1544,149 @@ def _assume_role_with_default_session(RoleArn: str, **kwargs: Any) -> boto3.Sess
 
 
 # ---------------------------------------------------------------------------
-# 9. Helpers
+# 9. Cached clients
+# ---------------------------------------------------------------------------
+
+EvictionPolicy = Literal["LRU", "LFU"]
+_DEFAULT_CACHE_SIZE = 10
+
+
+def _option_key(value: Any) -> Any:
+    """A hashable, value-based key for one client argument (Config by its options)."""
+    if isinstance(value, botocore.config.Config):
+        return ("Config", json.dumps(vars(value), sort_keys=True, default=repr))
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _option_key(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_option_key(item) for item in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+class ClientCache:
+    """Clients (or resources) of one session, bounded by an eviction policy.
+
+    One lock guards the cache, so concurrent first use of a key creates one
+    client. Held per session in a weak mapping: dropping the session drops
+    its clients.
+    """
+
+    def __init__(self, eviction_policy: EvictionPolicy = "LRU", max_size: int | None = _DEFAULT_CACHE_SIZE) -> None:
+        self.eviction_policy = eviction_policy
+        self.max_size = max_size
+        self._entries: dict[Any, Any] = {}  # insertion order = recency for LRU
+        self._uses: dict[Any, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[Any]:
+        """The cached keys, least recently (LRU) or least frequently (LFU) used first."""
+        with self._lock:
+            return list(self._eviction_order())
+
+    def clear(self) -> None:
+        """Drop every cached client."""
+        with self._lock:
+            self._entries.clear()
+            self._uses.clear()
+
+    def get(self, key: Any, create: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._entries:
+                value = self._entries.pop(key)
+                self._entries[key] = value  # now the most recent
+            else:
+                value = create()
+                self._entries[key] = value
+            self._uses[key] = self._uses.get(key, 0) + 1
+            self._evict()
+            return value
+
+    def _eviction_order(self) -> list[Any]:
+        if self.eviction_policy == "LFU":
+            recency = {key: index for index, key in enumerate(self._entries)}
+            return sorted(self._entries, key=lambda key: (self._uses[key], recency[key]))
+        return list(self._entries)
+
+    def _evict(self) -> None:
+        if self.max_size is None:
+            return
+        excess = len(self._entries) - self.max_size
+        for key in self._eviction_order()[: max(excess, 0)]:
+            del self._entries[key]
+            del self._uses[key]
+
+
+_client_caches: weakref.WeakKeyDictionary[boto3.Session, dict[tuple[str, str], ClientCache]] = weakref.WeakKeyDictionary()
+_client_caches_lock = threading.Lock()
+
+
+def client_cache(session: boto3.Session, kind: Literal["client", "resource"] = "client", eviction_policy: EvictionPolicy = "LRU") -> ClientCache:
+    """The cache behind :func:`cached_client` (or :func:`cached_resource`) for a session."""
+    with _client_caches_lock:
+        by_kind = _client_caches.setdefault(session, {})
+        return by_kind.setdefault((kind, eviction_policy), ClientCache(eviction_policy))
+
+
+def _cached(session: Any, kind: Literal["client", "resource"], service_name: Any, eviction_policy: Any, max_size: Any, kwargs: dict[str, Any]) -> Any:
+    problems = _Problems()
+    _check_session(problems, session)
+    if not isinstance(service_name, str) or not service_name:
+        problems.add("service_name", "must be a service name such as 's3'")
+    if eviction_policy not in ("LRU", "LFU"):
+        problems.add("eviction_policy", "must be 'LRU' or 'LFU'")
+    if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1):
+        problems.add("max_size", "must be a positive int or None (unbounded)")
+    problems.raise_if_any()
+    cache = client_cache(session, kind, eviction_policy)
+    cache.max_size = max_size
+    key = (service_name, _option_key(kwargs))
+    factory = session.client if kind == "client" else session.resource
+    return cache.get(key, lambda: factory(service_name, **kwargs))
+
+
+def cached_client(
+    session: boto3.Session,
+    service_name: str,
+    *,
+    eviction_policy: EvictionPolicy = "LRU",
+    max_size: int | None = _DEFAULT_CACHE_SIZE,
+    **client_kwargs: Any,
+) -> Any:
+    """``session.client(service_name, **client_kwargs)``, created once and reused.
+
+    Keyed on the session and every argument (a ``Config`` by its options);
+    thread-safe; at most ``max_size`` clients per session and policy (``None``:
+    unbounded), evicted least recently (``"LRU"``) or least frequently
+    (``"LFU"``) used. A cached client always signs with the credentials of the
+    session it was asked for. Dropping the session drops its clients.
+    """
+    return _cached(session, "client", service_name, eviction_policy, max_size, client_kwargs)
+
+
+def cached_resource(
+    session: boto3.Session,
+    service_name: str,
+    *,
+    eviction_policy: EvictionPolicy = "LRU",
+    max_size: int | None = _DEFAULT_CACHE_SIZE,
+    **resource_kwargs: Any,
+) -> Any:
+    """Like :func:`cached_client`, for ``session.resource(...)``.
+
+    boto3 resources are not thread-safe: share a cached resource between
+    threads only for reading, or cache per thread.
+    """
+    return _cached(session, "resource", service_name, eviction_policy, max_size, resource_kwargs)
+
+
+# ---------------------------------------------------------------------------
+# 10. Helpers
 # ---------------------------------------------------------------------------
 
 
@@ -1605,7 +1765,7 @@ def whoami(session: boto3.Session) -> JSONDict:
 
 
 # ---------------------------------------------------------------------------
-# 10. Command line
+# 11. Command line
 # ---------------------------------------------------------------------------
 
 EXIT_BAD_ARGUMENTS = 2
