@@ -1584,6 +1584,9 @@ class ClientCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
     def keys(self) -> list[Any]:
         """The cached keys, least recently (LRU) or least frequently (LFU) used first."""
         with self._lock:

@@ -172,14 +172,14 @@ def test_lru_and_lfu_eviction_order(parent: boto3.Session) -> None:
         arc.cached_client(parent, "s3", max_size=3, region_name=f"eu-west-{region[1]}")
     arc.cached_client(parent, "s3", max_size=3, region_name="eu-west-1")  # r1 is now the most recent
     arc.cached_client(parent, "s3", max_size=3, region_name="eu-west-4")  # evicts r2
-    assert [dict(key[1])["region_name"] for key in lru.keys()] == ["eu-west-3", "eu-west-1", "eu-west-4"]
+    assert [dict(key[1])["region_name"] for key in lru] == ["eu-west-3", "eu-west-1", "eu-west-4"]
 
     lfu = arc.client_cache(parent, "client", "LFU")
     for region, uses in (("1", 3), ("2", 1), ("3", 2)):
         for _ in range(uses):
             arc.cached_client(parent, "sqs", eviction_policy="LFU", max_size=3, region_name=f"us-west-{region}")
     arc.cached_client(parent, "sqs", eviction_policy="LFU", max_size=3, region_name="us-east-2")  # evicts the least used: 2
-    assert sorted(dict(key[1])["region_name"] for key in lfu.keys()) == ["us-east-2", "us-west-1", "us-west-3"]
+    assert sorted(dict(key[1])["region_name"] for key in lfu) == ["us-east-2", "us-west-1", "us-west-3"]
     lfu.clear()
     assert len(lfu) == 0
 
