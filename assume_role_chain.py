@@ -67,13 +67,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
+    "AssumeRoleConfig",
     "ClientCache",
     "DurationClampedWarning",
     "InvalidCredentialsError",
     "JSONFileCache",
     "MFATokenError",
     "RefreshEvent",
+    "RefreshWindowWarning",
     "RefreshWindows",
+    "STSClientConfig",
     "add_refresh_listener",
     "assume_role",
     "assume_role_chain",
@@ -82,6 +85,8 @@ __all__ = [
     "client_cache",
     "generate_lambda_session_name",
     "get_assumed_role_session_arn",
+    "get_credentials",
+    "get_identity",
     "get_role_arn",
     "main",
     "patch_boto3",
@@ -175,6 +180,10 @@ class MFATokenError(botocore.exceptions.CredentialRetrievalError):
 
 class DurationClampedWarning(UserWarning):
     """``DurationSeconds`` was lowered to 3600 because the role is chained."""
+
+
+class RefreshWindowWarning(UserWarning):
+    """A refresh window set by hand is not shorter than the credentials' lifetime."""
 
 
 def _invalid(*problems: str) -> botocore.exceptions.ParamValidationError:
@@ -565,6 +574,8 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._failures = 0
         self._next_attempt: dt.datetime | None = None
         self._last_error: BaseException | None = None
+        self._warned_windows = False
+        self._proactive = False
         _live_engines.add(self)
 
     def __repr__(self) -> str:
@@ -600,6 +611,8 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
     # -- botocore's hook -------------------------------------------------------
 
     def _refresh(self) -> None:
+        if self._proactive:
+            _proactive_refresher.ensure_running()  # e.g. in a forked child
         state = self._state()
         if state == "fresh":
             return
@@ -698,11 +711,24 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
 
     def _windows_for(self, credentials: _Credentials) -> RefreshWindows:
         scaled = refresh_windows(credentials.lifetime)
-        return RefreshWindows(
-            advisory=scaled.advisory if self._fixed_advisory is None else self._fixed_advisory,
-            mandatory=scaled.mandatory if self._fixed_mandatory is None else self._fixed_mandatory,
-            margin=scaled.margin,
-        )
+        advisory = scaled.advisory if self._fixed_advisory is None else self._fixed_advisory
+        mandatory = scaled.mandatory if self._fixed_mandatory is None else self._fixed_mandatory
+        if self._fixed_advisory is None:
+            advisory = max(advisory, mandatory)  # a fixed mandatory window widens the advisory one
+        if self._fixed_mandatory is None:
+            mandatory = min(mandatory, advisory)  # and a fixed advisory window narrows the mandatory one
+        return RefreshWindows(advisory=advisory, mandatory=mandatory, margin=scaled.margin)
+
+    def _warn_if_windows_exceed(self, credentials: _Credentials) -> None:
+        fixed = max(self._fixed_advisory or 0.0, self._fixed_mandatory or 0.0)
+        if fixed >= credentials.lifetime and not self._warned_windows:
+            self._warned_windows = True
+            message = (
+                f"refresh window of {fixed:g} s for {self._source.name} is not shorter than the "
+                f"credentials' lifetime ({credentials.lifetime:.0f} s): every use will refresh"
+            )
+            logger.warning(message)
+            warnings.warn(message, RefreshWindowWarning, stacklevel=2)
 
     def _is_fresh(self, credentials: _Credentials) -> bool:
         left = (credentials.expiry - self._now()).total_seconds()
@@ -741,6 +767,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
     def _install(self, credentials: _Credentials) -> None:
         # The one place that writes botocore's private fields: botocore's
         # properties and get_frozen_credentials() read exactly these.
+        self._warn_if_windows_exceed(credentials)
         self._windows = self._windows_for(credentials)
         self._advisory_refresh_timeout = self._windows.advisory
         self._mandatory_refresh_timeout = self._windows.mandatory
@@ -750,6 +777,25 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._account_id = credentials.account_id
         self._expiry_time = credentials.expiry
         self._frozen_credentials = _frozen(credentials)
+
+    # -- proactive refresh ----------------------------------------------------
+
+    def start_proactive_refresh(self) -> None:
+        """Fetch now (so errors surface at once), then refresh in the background."""
+        self.get_frozen_credentials()
+        self._proactive = True
+        _proactive_refresher.add(self)
+
+    def seconds_until_due(self) -> float:
+        """Seconds until the advisory window opens (or the backoff ends)."""
+        now = self._now()
+        if self._expiry_time is None or self._frozen_credentials is None:
+            due = now
+        else:
+            due = self._expiry_time - dt.timedelta(seconds=self._windows.advisory)
+        if self._next_attempt is not None and self._next_attempt > due:
+            due = self._next_attempt
+        return float((due - now).total_seconds())
 
     def after_fork_in_child(self) -> None:
         """Replace locks that another thread of the parent may have held."""
@@ -773,7 +819,65 @@ def _frozen(credentials: _Credentials) -> botocore.credentials.ReadOnlyCredentia
     return botocore.credentials.ReadOnlyCredentials(*fields)
 
 
+class _ProactiveRefresher:
+    """One daemon thread that refreshes eager sessions before a call must wait.
+
+    It wakes at the earliest advisory moment of the sessions it serves, and at
+    least every second (so a clock that jumps, as in tests, is noticed).
+    """
+
+    _POLL_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, engine: _RefreshingCredentials) -> None:
+        with self._lock:
+            self._engines.add(engine)
+        self.ensure_running()
+        self._wakeup.set()
+
+    def ensure_running(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="assume-role-chain-refresh", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                engines = list(self._engines)
+            wait = self._POLL_SECONDS
+            for engine in engines:
+                wait = min(wait, self._serve(engine))
+            self._wakeup.wait(max(wait, 0.05))
+            self._wakeup.clear()
+
+    @staticmethod
+    def _serve(engine: _RefreshingCredentials) -> float:
+        try:
+            if engine.seconds_until_due() <= 0:
+                engine.get_frozen_credentials()  # refreshes; failures are logged by the engine
+            return engine.seconds_until_due()
+        except Exception:
+            return _ProactiveRefresher._POLL_SECONDS
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread = None  # restarted by the next credential read
+
+
+_proactive_refresher = _ProactiveRefresher()
+
+
 def _reinitialise_after_fork() -> None:
+    _proactive_refresher.after_fork_in_child()
     for engine in list(_live_engines):
         engine.after_fork_in_child()
     _held_lock_files.clear()
@@ -1290,6 +1394,138 @@ _ASSUME_ROLE_FIELDS = (
     "SourceIdentity", "ProvidedContexts",
 )
 _REFUSED_STS_OPTIONS = ("service_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_account_id")
+_STS_CLIENT_FIELDS = ("region_name", "api_version", "use_ssl", "verify", "endpoint_url", "config")
+
+
+class _TypedConfig(Mapping[str, Any]):
+    """A frozen, validated mapping whose valid but unset fields read as ``None``."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        if values is not None and not isinstance(values, Mapping):
+            raise _invalid(f"Invalid {type(self).__name__}: expected a mapping, got {type(values).__name__}")
+        merged = {**(values or {}), **kwargs}
+        problems = _Problems()
+        for key in merged:
+            if key not in self._fields:
+                problems.add(str(key), f"unknown parameter for {type(self).__name__} (valid: {', '.join(self._fields)})")
+        problems.raise_if_any()
+        self._check(merged)
+        object.__setattr__(self, "_values", {k: v for k, v in merged.items() if v is not None})
+
+    def _check(self, values: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._values:
+            return self._values[key]
+        if key in self._fields:
+            return None
+        raise KeyError(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no parameter {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; make a new one")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        shown = {k: ("******" if k == "TokenCode" else v) for k, v in self._values.items()}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+class AssumeRoleConfig(_TypedConfig):
+    """The AssumeRole request as a validated mapping, e.g.
+    ``AssumeRoleConfig(RoleArn=arn, DurationSeconds=900)``.
+
+    Accepted wherever a mapping of AssumeRole arguments is (``assume_role``'s
+    second argument, hops of ``assume_role_chain``, patched methods). Invalid
+    values raise ``ParamValidationError`` at construction.
+    """
+
+    _fields = ("RoleArn", *_ASSUME_ROLE_FIELDS)
+    RoleArn: str
+    RoleSessionName: str | None
+    PolicyArns: Sequence[str | Mapping[str, str]] | None
+    Policy: str | Mapping[str, Any] | None
+    DurationSeconds: int | dt.timedelta | None
+    Tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None
+    TransitiveTagKeys: Sequence[str] | None
+    ExternalId: str | None
+    SerialNumber: str | None
+    TokenCode: str | None
+    SourceIdentity: str | None
+    ProvidedContexts: Sequence[Mapping[str, str]] | None
+
+    def _check(self, values: Mapping[str, Any]) -> None:
+        problems = _Problems()
+        _check_assume_role_fields(problems, values.get("RoleArn"), values)
+        problems.raise_if_any()
+
+
+class STSClientConfig(_TypedConfig):
+    """Options for the STS client that calls AssumeRole, as a validated mapping.
+
+    ``service_name`` and credentials are refused: the client always signs with
+    the parent session's current credentials.
+    """
+
+    _fields = _STS_CLIENT_FIELDS
+    region_name: str | None
+    api_version: str | None
+    use_ssl: bool | None
+    verify: bool | str | None
+    endpoint_url: str | None
+    config: botocore.config.Config | None
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        merged = {**(values or {}), **kwargs} if isinstance(values, Mapping) or values is None else values
+        if isinstance(merged, Mapping):
+            problems = _Problems()
+            for option in _REFUSED_STS_OPTIONS:
+                if option in merged:
+                    problems.add(f"sts_client_kwargs[{option!r}]", "is not allowed: the STS client always uses the parent's credentials")
+            problems.raise_if_any()
+        super().__init__(merged)
+
+    def _check(self, values: Mapping[str, Any]) -> None:
+        problems = _Problems()
+        region = values.get("region_name")
+        if region is not None and (not isinstance(region, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region)):
+            problems.add("region_name", "must be a region name such as 'us-east-1'")
+        endpoint = values.get("endpoint_url")
+        if endpoint is not None and (not isinstance(endpoint, str) or not re.match(r"https?://[^\s/]+", endpoint)):
+            problems.add("endpoint_url", "must be an http:// or https:// URL")
+        if values.get("use_ssl") is not None and not isinstance(values["use_ssl"], bool):
+            problems.add("use_ssl", "must be True or False")
+        if values.get("verify") is not None and not isinstance(values["verify"], (bool, str)):
+            problems.add("verify", "must be True, False or the path of a CA bundle")
+        if values.get("config") is not None and not isinstance(values["config"], botocore.config.Config):
+            problems.add("config", "must be a botocore.config.Config")
+        if values.get("api_version") is not None and not isinstance(values["api_version"], str):
+            problems.add("api_version", "must be a string")
+        problems.raise_if_any()
 
 
 def _normalise_params(role_arn: str, raw: Mapping[str, Any], additional: Mapping[str, Any] | None) -> tuple[JSONDict, bool]:
@@ -1314,9 +1550,7 @@ def _normalise_params(role_arn: str, raw: Mapping[str, Any], additional: Mapping
     return params, "RoleSessionName" not in params
 
 
-def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
-    problems = _Problems()
-    _check_session(problems, session)
+def _check_assume_role_fields(problems: _Problems, role_arn: Any, args: Mapping[str, Any]) -> None:
     _check_role_arn(problems, role_arn)
     name = args.get("RoleSessionName")
     if name != AUTOMATIC_ROLE_SESSION_NAME:
@@ -1331,6 +1565,12 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
     _check_tags(problems, args.get("Tags"))
     _check_string_list(problems, "TransitiveTagKeys", args.get("TransitiveTagKeys"), 50)
     _check_provided_contexts(problems, args.get("ProvidedContexts"))
+
+
+def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    problems = _Problems()
+    _check_session(problems, session)
+    _check_assume_role_fields(problems, role_arn, args)
     _check_mfa(problems, args.get("SerialNumber"), args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
     _check_region(problems, extra.get("region_name"))
     _check_cache(problems, extra.get("cache"))
@@ -1338,14 +1578,27 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
     if additional is not None and not isinstance(additional, Mapping):
         problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
     sts_kwargs = extra.get("sts_client_kwargs")
-    if sts_kwargs is not None:
-        if not isinstance(sts_kwargs, Mapping):
-            problems.add("sts_client_kwargs", "must be a mapping of client options")
-        else:
-            for option in _REFUSED_STS_OPTIONS:
-                if option in sts_kwargs:
-                    problems.add(f"sts_client_kwargs[{option!r}]", "is not allowed: the STS client always uses the parent's credentials")
+    if sts_kwargs is not None and not isinstance(sts_kwargs, Mapping):
+        problems.add("sts_client_kwargs", "must be a mapping of client options")
+    _check_windows(problems, extra.get("advisory_timeout"), extra.get("mandatory_timeout"), args.get("DurationSeconds"))
     problems.raise_if_any()
+    if isinstance(sts_kwargs, Mapping):
+        STSClientConfig(sts_kwargs)
+
+
+def _check_windows(problems: _Problems, advisory: Any, mandatory: Any, duration: Any) -> None:
+    for name, value in (("advisory_timeout", advisory), ("mandatory_timeout", mandatory)):
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+            problems.add(name, "must be a number of seconds >= 0")
+            return
+    if advisory is not None and mandatory is not None and mandatory > advisory:
+        problems.add("mandatory_timeout", f"({mandatory} s) must not exceed advisory_timeout ({advisory} s)")
+    if isinstance(duration, dt.timedelta):
+        duration = duration.total_seconds()
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        for name, value in (("advisory_timeout", advisory), ("mandatory_timeout", mandatory)):
+            if value is not None and value >= duration:
+                problems.add(name, f"({value} s) must be shorter than DurationSeconds ({duration:g} s)")
 
 
 def _validate_with_botocore_model(session: boto3.Session, params: Mapping[str, Any]) -> None:
@@ -1382,7 +1635,7 @@ def _clamp_for_chaining(params: JSONDict, parent_credentials: Any) -> None:
 
 def assume_role(
     session: boto3.Session,
-    RoleArn: str,
+    RoleArn: str | Mapping[str, Any],
     *,
     RoleSessionName: str | None = None,
     PolicyArns: Sequence[str | Mapping[str, str]] | None = None,
@@ -1402,10 +1655,16 @@ def assume_role(
     mfa_token_provider: MFATokenProvider | None = None,
     mfa_token_provider_kwargs: Mapping[str, Any] | None = None,
     sts_client_kwargs: Mapping[str, Any] | None = None,
+    advisory_timeout: float | None = None,
+    mandatory_timeout: float | None = None,
     eager: bool = False,
+    defer_refresh: bool | None = None,
     clock: Clock | None = None,
 ) -> boto3.Session:
     """Return a :class:`boto3.Session` for ``RoleArn``, assumed from ``session``.
+
+    ``RoleArn`` is the role's ARN, or an :class:`AssumeRoleConfig` (or a plain
+    mapping) of AssumeRole arguments that keyword arguments override.
 
     Nothing is fetched until the credentials are first needed (or at once with
     ``eager=True``); they are then refreshed with AssumeRole, using the parent
@@ -1419,24 +1678,32 @@ def assume_role(
 
     ``cache``: a dict-like credential cache such as :class:`JSONFileCache`.
     ``mfa_token_provider``: a function or command that returns MFA codes.
-    ``sts_client_kwargs``: options for the STS client that calls AssumeRole.
+    ``sts_client_kwargs``: options for the STS client that calls AssumeRole
+    (an :class:`STSClientConfig` or a dict).
+    ``advisory_timeout`` / ``mandatory_timeout``: fixed refresh windows in
+    seconds instead of the lifetime-scaled ones (see :func:`refresh_windows`).
+    ``eager=True`` (alias ``defer_refresh=False``): fetch now, and refresh in
+    the background before expiry so that calls never wait for a refresh.
     ``validate``: check every argument now (raising
     ``botocore.exceptions.ParamValidationError``), before any network call.
     """
-    args = {
+    keywords: dict[str, Any] = {
         "RoleSessionName": RoleSessionName, "PolicyArns": PolicyArns, "Policy": Policy,
         "DurationSeconds": DurationSeconds, "Tags": Tags, "TransitiveTagKeys": TransitiveTagKeys,
         "ExternalId": ExternalId, "SerialNumber": SerialNumber, "TokenCode": TokenCode,
         "SourceIdentity": SourceIdentity, "ProvidedContexts": ProvidedContexts,
     }
+    role_arn, args = _merge_role_mapping(RoleArn, keywords)
     extra = {
         "mfa_token_provider": mfa_token_provider, "mfa_token_provider_kwargs": mfa_token_provider_kwargs,
         "region_name": region_name, "cache": cache, "additional_kwargs": additional_kwargs,
-        "sts_client_kwargs": sts_client_kwargs,
+        "sts_client_kwargs": sts_client_kwargs, "advisory_timeout": advisory_timeout,
+        "mandatory_timeout": mandatory_timeout,
     }
+    proactive = _resolve_eager(eager, defer_refresh)
     if validate:
-        _validate_assume_role(session, RoleArn, args, extra)
-    params, automatic_name = _normalise_params(RoleArn, args, additional_kwargs)
+        _validate_assume_role(session, role_arn, args, extra)
+    params, automatic_name = _normalise_params(role_arn, args, additional_kwargs)
     if validate:
         _validate_with_botocore_model(session, params)
     parent_credentials = _botocore_session_of(session).get_credentials()
@@ -1444,15 +1711,34 @@ def assume_role(
         raise botocore.exceptions.NoCredentialsError()
     _clamp_for_chaining(params, parent_credentials)
     serial = params.get("SerialNumber")
-    mfa = _MFACodes(serial, TokenCode, mfa_token_provider, mfa_token_provider_kwargs) if serial else None
+    mfa = _MFACodes(serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs) if serial else None
     clock = clock or _utc_now
-    source = _AssumeRoleSource(session, params, automatic_name, mfa, sts_client_kwargs or {}, clock)
-    credentials = _RefreshingCredentials(source, cache=cache, clock=clock)
+    source = _AssumeRoleSource(session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock)
+    credentials = _RefreshingCredentials(
+        source, cache=cache, clock=clock, advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout
+    )
     child = _new_session(credentials, session, region_name)
     child.assume_role_parent_session = session  # type: ignore[attr-defined]
-    if eager:
-        credentials.get_frozen_credentials()
+    if proactive:
+        credentials.start_proactive_refresh()
     return child
+
+
+def _merge_role_mapping(role: Any, args: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:  # (RoleArn, arguments)
+    """Split a RoleArn-or-mapping argument into the ARN and the merged arguments."""
+    if not isinstance(role, Mapping):
+        return role, dict(args)
+    config = role if isinstance(role, AssumeRoleConfig) else AssumeRoleConfig(role)
+    merged = {name: args[name] if args.get(name) is not None else config.get(name) for name in _ASSUME_ROLE_FIELDS}
+    return config.RoleArn, merged
+
+
+def _resolve_eager(eager: Any, defer_refresh: Any) -> bool:
+    if defer_refresh is None:
+        return bool(eager)
+    if eager and defer_refresh:
+        raise _invalid("Invalid defer_refresh: defer_refresh=True contradicts eager=True")
+    return not defer_refresh
 
 
 def assume_role_chain(
@@ -1491,7 +1777,10 @@ def refreshable_session(
     cache: MutableMapping[str, Any] | None = None,
     cache_key: str | None = None,
     source_name: str | None = None,
+    advisory_timeout: float | None = None,
+    mandatory_timeout: float | None = None,
     eager: bool = False,
+    defer_refresh: bool | None = None,
     clock: Clock | None = None,
 ) -> boto3.Session:
     """Return a :class:`boto3.Session` whose credentials come from ``fetch()``.
@@ -1511,12 +1800,17 @@ def refreshable_session(
         problems.add("cache_key", "a non-empty string is required when cache is given")
     if region_name is not None and (not isinstance(region_name, str) or isinstance(region_name, bool)):
         problems.add("region_name", "must be a region name string or None")
+    _check_windows(problems, advisory_timeout, mandatory_timeout, None)
     problems.raise_if_any()
+    proactive = _resolve_eager(eager, defer_refresh)
     name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
-    credentials = _RefreshingCredentials(_FunctionSource(fetch, cache_key, name), cache=cache, clock=clock)
+    credentials = _RefreshingCredentials(
+        _FunctionSource(fetch, cache_key, name), cache=cache, clock=clock,
+        advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout,
+    )
     session = _new_session(credentials, None, region_name)
-    if eager:
-        credentials.get_frozen_credentials()
+    if proactive:
+        credentials.start_proactive_refresh()
     return session
 
 
@@ -1767,6 +2061,30 @@ def whoami(session: boto3.Session) -> JSONDict:
     return identity
 
 
+#: Another name for :func:`whoami`.
+get_identity = whoami
+
+
+def get_credentials(session: boto3.Session) -> dict[str, str | None]:
+    """The session's current credentials, refreshed first if needed.
+
+    Returns ``access_key``, ``secret_key``, ``token`` and ``expiry_time``
+    (ISO 8601 UTC, or ``None`` for credentials that do not expire), all of
+    one generation. Raises ``NoCredentialsError`` when there are none.
+    """
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise botocore.exceptions.NoCredentialsError()
+    frozen = credentials.get_frozen_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)  # botocore's only record of it
+    return {
+        "access_key": frozen.access_key,
+        "secret_key": frozen.secret_key,
+        "token": frozen.token,
+        "expiry_time": _iso(expiry) if isinstance(expiry, dt.datetime) else None,
+    }
+
+
 # ---------------------------------------------------------------------------
 # 11. Command line
 # ---------------------------------------------------------------------------
@@ -1845,6 +2163,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--TokenCode", help="MFA code (first hop only)")
     parser.add_argument("--mfa-command", help="command that prints an MFA code (first hop only)")
     parser.add_argument("--additional-kwargs", type=_json_object, help="JSON object of further AssumeRole parameters")
+    parser.add_argument("--sts-client-kwargs", type=_json_object, help="JSON object of STS client options, e.g. endpoint_url")
+    parser.add_argument("--whoami", action="store_true", help="print the identity of the last hop instead of credentials")
     return parser
 
 
@@ -1858,6 +2178,8 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
         common["additional_kwargs"] = args.additional_kwargs
     if args.cache_dir:
         common["cache"] = JSONFileCache(args.cache_dir)
+    if args.sts_client_kwargs:
+        common["sts_client_kwargs"] = STSClientConfig(args.sts_client_kwargs)
     first: JSONDict = {"RoleArn": args.RoleArn[0]}
     for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", args.mfa_command)):
         if value is not None:
@@ -1866,20 +2188,25 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
 
 
 def _print_credentials(session: boto3.Session, output: str) -> None:
-    credentials = session.get_credentials()
-    assert credentials is not None
-    frozen = credentials.get_frozen_credentials()
-    expiry = getattr(credentials, "_expiry_time", None)
-    expiration = _iso(expiry) if isinstance(expiry, dt.datetime) else None
+    current = get_credentials(session)
     if output == "json":
-        data: JSONDict = {"Version": 1, "AccessKeyId": frozen.access_key, "SecretAccessKey": frozen.secret_key, "SessionToken": frozen.token}
-        if expiration:
-            data["Expiration"] = expiration
+        data: JSONDict = {
+            "Version": 1,
+            "AccessKeyId": current["access_key"],
+            "SecretAccessKey": current["secret_key"],
+            "SessionToken": current["token"],
+        }
+        if current["expiry_time"]:
+            data["Expiration"] = current["expiry_time"]
         print(json.dumps(data, indent=2))
         return
-    lines = [f"AWS_ACCESS_KEY_ID={frozen.access_key}", f"AWS_SECRET_ACCESS_KEY={frozen.secret_key}", f"AWS_SESSION_TOKEN={frozen.token}"]
-    if expiration:
-        lines.append(f"AWS_CREDENTIALS_EXPIRATION={expiration}")
+    lines = [
+        f"AWS_ACCESS_KEY_ID={current['access_key']}",
+        f"AWS_SECRET_ACCESS_KEY={current['secret_key']}",
+        f"AWS_SESSION_TOKEN={current['token']}",
+    ]
+    if current["expiry_time"]:
+        lines.append(f"AWS_CREDENTIALS_EXPIRATION={current['expiry_time']}")
     print("\n".join(lines))
 
 
@@ -1892,7 +2219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         session = _chain_from_args(args)
-        _print_credentials(session, args.format)
+        if args.whoami:
+            print(json.dumps(whoami(session), indent=2))
+        else:
+            _print_credentials(session, args.format)
     except _UsageError as error:
         print(f"assume-role-chain: bad arguments: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
