@@ -850,13 +850,17 @@ class _ProactiveRefresher:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                engines = list(self._engines)
-            wait = self._POLL_SECONDS
-            for engine in engines:
-                wait = min(wait, self._serve(engine))
+            wait = self._serve_all()  # holds no reference while waiting: sessions can die
             self._wakeup.wait(max(wait, 0.05))
             self._wakeup.clear()
+
+    def _serve_all(self) -> float:
+        with self._lock:
+            engines = list(self._engines)
+        wait = self._POLL_SECONDS
+        for engine in engines:
+            wait = min(wait, self._serve(engine))
+        return wait
 
     @staticmethod
     def _serve(engine: _RefreshingCredentials) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -52,6 +53,14 @@ def assume_role_calls() -> int:
         for backend in by_partition.values():
             total += len(backend.assumed_roles)
     return total
+
+
+@pytest.fixture(autouse=True)
+def _collect_sessions_of_earlier_tests() -> Iterator[None]:
+    """Sessions of finished tests must not refresh (eager ones do so in the background)."""
+    gc.collect()
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -123,3 +132,4 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def json_dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+

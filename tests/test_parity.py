@@ -245,12 +245,34 @@ def test_eager_sessions_refresh_in_the_background(parent: boto3.Session, clock: 
     session = arc.assume_role(parent, role_arn("A"), DurationSeconds=900, **option)
     assert sts_calls() == 1, "fetched at construction"
     first = arc.get_credentials(session)["access_key"]
-    clock.move_to(at(680))  # advisory window; nobody makes a call
-    assert wait_for(lambda: sts_calls() == 2), "the background thread refreshed"
+    refreshed_by: list[str] = []
+
+    def listener(event: arc.RefreshEvent) -> None:
+        refreshed_by.append(threading.current_thread().name)
+
+    arc.add_refresh_listener(listener)
+    try:
+        clock.move_to(at(680))  # advisory window; nobody makes a call
+        assert wait_for(lambda: bool(refreshed_by)), "the background thread refreshed"
+    finally:
+        arc.remove_refresh_listener(listener)
+    assert refreshed_by == ["assume-role-chain-refresh"] and sts_calls() == 2
     assert arc.get_credentials(session)["access_key"] != first
     clock.move_to(at(700))
     time.sleep(1.2)  # a poll interval: no refresh while the new credentials are fresh
     assert sts_calls() == 2
+
+
+def test_eager_sessions_are_released_when_dropped(parent: boto3.Session) -> None:
+    import gc
+    import weakref
+
+    session = arc.assume_role(parent, role_arn("A"), eager=True)
+    credentials = weakref.ref(session.get_credentials())  # type: ignore[arg-type]
+    del session
+    time.sleep(1.2)  # let the background thread run a poll with the session registered
+    gc.collect()
+    assert credentials() is None
 
 
 def test_eager_construction_fails_fast(parent: boto3.Session) -> None:
