@@ -39,6 +39,7 @@ import random
 import re
 import secrets
 import shlex
+import stat
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ __all__ = [
     "RefreshWindowWarning",
     "RefreshWindows",
     "STSClientConfig",
+    "UnsafeCacheError",
     "add_refresh_listener",
     "assume_role",
     "assume_role_chain",
@@ -898,6 +900,21 @@ _TEMP_PREFIX = ".tmp-"
 _held_lock_files: set[int] = set()
 
 
+class UnsafeCacheError(PermissionError):
+    """The cache folder cannot be trusted (a symlink, another owner, or writable by others)."""
+
+
+def _trust_problem(info: os.stat_result) -> str | None:
+    """Why a cache folder or file with this ``lstat`` cannot be trusted, if it cannot."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"is owned by uid {info.st_uid}, not by this process (uid {os.getuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
 class JSONFileCache(MutableMapping[str, JSONDict]):
     """A dict-like credential cache of JSON files, safe across threads and processes.
 
@@ -906,6 +923,10 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
     * Writes are atomic (temporary file in the folder, fsync, ``os.replace``).
     * The folder is created 0700, files are 0600.
     * An empty, torn, corrupt or wrong-shaped file reads as a miss.
+    * Nothing untrusted is used: a folder that is a symlink, belongs to another
+      user or is writable by group or others is refused (reads miss, writes
+      raise :class:`UnsafeCacheError`); such a file is a miss. Each case is
+      logged as a warning.
     * :meth:`lock` is a per-entry file lock with bounded waits; the refresh
       engine takes it so that processes sharing the folder fetch once.
     """
@@ -915,11 +936,12 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         self.dir_path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self.lock_timeout = lock_timeout
         self._folder_ready = False
+        self._warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"JSONFileCache({self.dir_path!r})"
 
-    # -- paths -----------------------------------------------------------------
+    # -- paths and trust ---------------------------------------------------------
 
     @staticmethod
     def _file_stem(key: str) -> str:
@@ -930,10 +952,35 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
             raise TypeError(f"cache keys are strings, not {type(key).__name__}")
         return os.path.join(self.dir_path, self._file_stem(key) + suffix)
 
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
+
+    def _folder_problem(self) -> str | None:
+        try:
+            info = os.lstat(self.dir_path)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            return f"cannot be examined ({error.strerror})"
+        if not stat.S_ISDIR(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+            return "is not a folder"
+        return _trust_problem(info)
+
+    def _trusted_folder(self) -> bool:
+        problem = self._folder_problem()
+        if problem is not None:
+            self._warn_once(f"credential cache folder {self.dir_path} {problem}: not used")
+        return problem is None
+
     def _ensure_folder(self) -> None:
         if self._folder_ready:
             return
-        os.makedirs(self.dir_path, mode=0o700, exist_ok=True)
+        if not os.path.lexists(self.dir_path):
+            os.makedirs(self.dir_path, mode=0o700, exist_ok=True)
+        if not self._trusted_folder():
+            raise UnsafeCacheError(f"credential cache folder {self.dir_path} {self._folder_problem()}")
         self._remove_stale_temp_files()
         self._folder_ready = True
 
@@ -959,8 +1006,9 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         if not isinstance(value, Mapping):
             raise TypeError("cache entries are mappings")
         entry = {"Key": key, **{name: _jsonable(item) for name, item in value.items()}}
+        data = json.dumps(entry, sort_keys=True).encode()
         self._ensure_folder()
-        self._write_atomically(self._path(key), json.dumps(entry, sort_keys=True).encode())
+        self._write_atomically(self._path(key), data)
 
     def __delitem__(self, key: str) -> None:
         try:
@@ -969,9 +1017,11 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
             raise KeyError(key) from None
 
     def __iter__(self) -> Iterator[str]:
+        if not self._trusted_folder():
+            return
         try:
             names = sorted(os.listdir(self.dir_path))
-        except FileNotFoundError:
+        except OSError:
             return
         for name in names:
             if name.endswith(".json") and not name.startswith(_TEMP_PREFIX):
@@ -987,25 +1037,36 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
 
     # -- files -------------------------------------------------------------------
 
-    @staticmethod
-    def _read(path: str) -> JSONDict | None:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError:
+    def _read(self, path: str) -> JSONDict | None:
+        """The JSON object in ``path``, or ``None`` for anything missing, untrusted or broken."""
+        if not self._trusted_folder():
             return None
-        try:
-            with os.fdopen(fd, "rb") as handle:
-                raw = handle.read(_MAX_ENTRY_BYTES + 1)
-        except OSError:
-            return None
-        if len(raw) > _MAX_ENTRY_BYTES:
+        raw = self._read_trusted_bytes(path)
+        if raw is None or len(raw) > _MAX_ENTRY_BYTES:
             return None
         try:
             entry = json.loads(raw)
         except ValueError:
             return None
         return entry if isinstance(entry, dict) else None
+
+    def _read_trusted_bytes(self, path: str) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self._warn_once(f"credential cache file {path} cannot be opened ({error.strerror}): treated as a miss")
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            problem = _trust_problem(os.fstat(handle.fileno()))
+            if problem is not None:
+                self._warn_once(f"credential cache file {path} {problem}: treated as a miss")
+                return None
+            try:
+                return handle.read(_MAX_ENTRY_BYTES + 1)
+            except OSError:
+                return None
 
     def _write_atomically(self, path: str, data: bytes) -> None:
         fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.dir_path)
@@ -1030,7 +1091,7 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         (a warning is logged): a stuck or killed process never blocks others
         for long, and a process that dies releases its lock with its files.
         """
-        if fcntl is None:
+        if fcntl is None or not self._trusted_folder():
             yield False
             return
         self._ensure_folder()
