@@ -1,0 +1,265 @@
+"""Orchestrator: start moto, run every measurement for every library, write the report."""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.env import REPO_ROOT, isolated_env
+from bench.libs import LIBRARIES, OURS, Library
+from bench.report import Metric
+from bench.server import ServerControl, running_server
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_calls: int = 200
+    durations: tuple[int, ...] = (900, 3600)
+    create_reps: int = 50
+    memory_sessions: int = 1000
+    peer_memory_sessions: int = 200
+    thread_count: int = 64
+    calls_per_thread: int = 3
+    thread_rounds: int = 2
+    refresh_margin: int = 300  # clock moved to 5 min before expiry: every library's mandatory window
+    processes: int = 8
+    cache_duration: int = 3600
+
+
+QUICK = Settings(
+    api_calls=20,
+    create_reps=5,
+    memory_sessions=50,
+    peer_memory_sessions=20,
+    thread_count=8,
+    thread_rounds=1,
+    processes=4,
+)
+
+
+class Runner:
+    """Runs worker processes in the isolated environment and records failures."""
+
+    def __init__(self, env: dict[str, str], libraries: list[Library]) -> None:
+        self.env = env
+        self.libraries = libraries
+        self.server = ServerControl(env["AWS_ENDPOINT_URL"])
+        self.errors: dict[str, str] = {}
+
+    def _command(self, spec: dict[str, Any]) -> list[str]:
+        return [sys.executable, "-m", "bench.worker", json.dumps(spec)]
+
+    def worker(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one measurement process; ``None`` (and an error entry) if it fails."""
+        started = time.perf_counter()
+        done = subprocess.run(
+            self._command(spec), env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        print(f"  {spec['measure']} {spec['lib']}: {time.perf_counter() - started:.1f} s", flush=True)
+        if done.returncode != 0:
+            self._fail(spec, done.stderr)
+            return None
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    def _fail(self, spec: dict[str, Any], stderr: str) -> None:
+        label = f"{spec['measure']} {spec['lib']}"
+        self.errors[label] = stderr.strip().splitlines()[-1] if stderr.strip() else "failed"
+        print(f"  ! {label} failed: {self.errors[label]}", file=sys.stderr)
+
+    def per_library(self, spec: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+        return {lib.key: self.worker({**spec, "lib": lib.key}) for lib in self.libraries}
+
+    def cache_round(self, lib: str, duration: int, processes: int, cache_dir: Path) -> int | None:
+        """Start ``processes`` workers sharing ``cache_dir``, release them together, count STS calls."""
+        spec = {"measure": "cache_process", "lib": lib, "duration": duration, "cache_dir": str(cache_dir)}
+        started = time.perf_counter()
+        children = [
+            subprocess.Popen(
+                self._command(spec),
+                env=self.env,
+                cwd=REPO_ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        ready = all(child.stdout is not None and child.stdout.readline().strip() == "ready" for child in children)
+        before = self.server.assume_role_count()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n" if ready else "")
+            child.stdin.flush()
+        failed = [err for child in children if (err := child.communicate(timeout=300)[1]) and child.returncode]
+        print(f"  {processes} x cache_process {lib}: {time.perf_counter() - started:.1f} s", flush=True)
+        if failed or not ready:
+            self._fail(spec, failed[0] if failed else "a process did not get ready")
+            return None
+        return self.server.assume_role_count() - before
+
+
+def _pick(results: dict[str, dict[str, Any] | None], field: str) -> dict[str, float | None]:
+    return {lib: (result[field] if result else None) for lib, result in results.items()}
+
+
+def measure_sts_calls(runner: Runner, settings: Settings) -> list[Metric]:
+    metrics = []
+    for duration in settings.durations:
+        print(f"STS calls per {settings.api_calls} API calls, DurationSeconds={duration}")
+        spec = {"measure": "sts_calls", "duration": duration, "calls": settings.api_calls}
+        results = runner.per_library(spec)
+        metrics.append(
+            Metric(
+                key=f"sts_calls_{duration}",
+                label=f"AssumeRole calls per {settings.api_calls} API calls, {duration} s credentials",
+                unit="calls",
+                values=_pick(results, "assume_role_calls"),
+            )
+        )
+    return metrics
+
+
+def measure_create_time(runner: Runner, settings: Settings) -> list[Metric]:
+    print(f"Session creation time, median of {settings.create_reps}")
+    results = runner.per_library({"measure": "create_time", "duration": 3600, "reps": settings.create_reps})
+    return [
+        Metric(key="create_ms", label="Create a session (median)", unit="ms", values=_pick(results, "session_ms")),
+        Metric(
+            key="create_client_ms",
+            label="Create a session + its first client (median)",
+            unit="ms",
+            values=_pick(results, "session_and_client_ms"),
+        ),
+    ]
+
+
+def _memory_spec(lib: Library, settings: Settings) -> dict[str, Any]:
+    sessions = settings.memory_sessions if lib is OURS else settings.peer_memory_sessions
+    return {"measure": "memory", "lib": lib.key, "duration": 3600, "sessions": sessions}
+
+
+def measure_memory(runner: Runner, settings: Settings) -> list[Metric]:
+    print(f"Memory: {settings.memory_sessions} sessions (peers: {settings.peer_memory_sessions}, extrapolated)")
+    results = {lib.key: runner.worker(_memory_spec(lib, settings)) for lib in runner.libraries}
+    per_session = _pick(results, "mb_per_session")
+    target = settings.memory_sessions
+    extrapolated = {
+        lib: f"measured at N={result['sessions']}, scaled to {target}"
+        for lib, result in results.items()
+        if result and result["sessions"] != target
+    }
+    return [
+        Metric(key="mb_per_session", label="RSS per live session + STS client", unit="MB", values=per_session),
+        Metric(
+            key="mb_total",
+            label=f"RSS for {target} live sessions + STS clients",
+            unit="MB",
+            values={lib: (None if v is None else round(v * target, 1)) for lib, v in per_session.items()},
+            notes=extrapolated,
+        ),
+    ]
+
+
+def _thread_metrics(results: dict[str, dict[str, Any] | None], key: str, title: str) -> list[Metric]:
+    return [
+        Metric(
+            key=f"{key}_sts",
+            label=f"{title}: AssumeRole calls per round",
+            unit="calls",
+            values=_pick(results, "assume_role_calls_per_round"),
+        ),
+        Metric(key=f"{key}_p50", label=f"{title}: API call p50", unit="ms", values=_pick(results, "p50_ms")),
+        Metric(key=f"{key}_p99", label=f"{title}: API call p99", unit="ms", values=_pick(results, "p99_ms")),
+    ]
+
+
+def measure_threads(runner: Runner, settings: Settings) -> list[Metric]:
+    threads, calls, rounds = settings.thread_count, settings.calls_per_thread, settings.thread_rounds
+    base = {"measure": "threads", "thread_count": threads, "calls": calls, "rounds": rounds}
+    shape = f"{threads} threads x {calls} calls"
+    print(f"{shape} x {rounds} rounds, 3600 s credentials {settings.refresh_margin} s before expiry")
+    at_refresh = runner.per_library({**base, "duration": 3600, "clock_offset": 3600 - settings.refresh_margin})
+    print(f"{shape} x {rounds} rounds, 900 s credentials")
+    short = runner.per_library({**base, "duration": 900, "clock_offset": 0})
+    return [
+        *_thread_metrics(at_refresh, "threads_refresh", f"{shape}, 3600 s creds, {settings.refresh_margin} s left"),
+        *_thread_metrics(short, "threads_900", f"{shape}, 900 s creds"),
+    ]
+
+
+def measure_shared_cache(runner: Runner, settings: Settings, workdir: Path) -> list[Metric]:
+    n, duration = settings.processes, settings.cache_duration
+    print(f"{n} processes sharing a cache folder, {duration} s credentials")
+    cold: dict[str, float | None] = {}
+    warm: dict[str, float | None] = {}
+    for lib in runner.libraries:
+        cache_dir = workdir / f"cache-{lib.key}"
+        cold[lib.key] = runner.cache_round(lib.key, duration, n, cache_dir)
+        warm[lib.key] = runner.cache_round(lib.key, duration, n, cache_dir)
+    no_cache = {lib.key: "no cross-process cache" for lib in runner.libraries if lib.cross_process_cache == "none"}
+    return [
+        Metric(
+            key="procs_cold",
+            label=f"{n} processes, cold shared cache: AssumeRole calls",
+            unit="calls",
+            values=cold,
+            notes=no_cache,
+        ),
+        Metric(
+            key="procs_warm",
+            label=f"{n} more processes, warm shared cache: AssumeRole calls",
+            unit="calls",
+            values=warm,
+            notes=no_cache,
+        ),
+    ]
+
+
+def collect(
+    env: dict[str, str], libraries: list[Library], settings: Settings, workdir: Path
+) -> tuple[list[Metric], dict[str, str]]:
+    """All measurements. The memory processes run in the background while the phases
+    that only count STS calls run; the timed phases run alone."""
+    runner = Runner(env, libraries)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        memory = background.submit(measure_memory, runner, settings)
+        sts_calls = measure_sts_calls(runner, settings)
+        shared_cache = measure_shared_cache(runner, settings, workdir)
+        memory_metrics = memory.result()
+    timed = measure_create_time(runner, settings) + measure_threads(runner, settings)
+    return sts_calls + timed[:2] + memory_metrics + timed[2:] + shared_cache, runner.errors
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.{json,md,png} go")
+    parser.add_argument("--peer-memory-sessions", type=int, help="N for the peers' memory test (default 200)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    settings = QUICK if args.quick else Settings()
+    if args.peer_memory_sessions:
+        settings = Settings(**{**asdict(settings), "peer_memory_sessions": args.peer_memory_sessions})
+    libraries = [lib for lib in LIBRARIES if lib.available()]
+    started, load_at_start = time.perf_counter(), report.load_average()
+    with tempfile.TemporaryDirectory(prefix="arc-bench-") as tmp:
+        workdir = Path(tmp)
+        with running_server(isolated_env(workdir)) as endpoint:
+            metrics, errors = collect(isolated_env(workdir, endpoint), libraries, settings, workdir)
+    meta = report.metadata(libraries, asdict(settings), time.perf_counter() - started, errors, load_at_start)
+    report.write_all(metrics, meta, args.out)
+    return 1 if errors else 0

@@ -1,0 +1,212 @@
+"""Measurements, each run in a fresh process: ``python -m bench.worker '<json spec>'``.
+
+The spec is ``{"measure": NAME, "lib": KEY, ...parameters}``; the result is printed
+as one JSON line. STS calls are counted server-side (see bench.server), read
+before and after the measured phase.
+"""
+
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from bench.env import ASSUMED_ROLE_MARKER
+from bench.libs import api_client, session_factory
+from bench.server import ServerControl
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
+Result = dict[str, Any]
+
+
+def _server() -> ServerControl:
+    return ServerControl(os.environ["AWS_ENDPOINT_URL"])
+
+
+def _call_as_role(client: "STSClient") -> None:
+    """One API call; fails loudly if it was not made with the assumed role."""
+    arn = client.get_caller_identity()["Arn"]
+    if ASSUMED_ROLE_MARKER not in arn:
+        raise RuntimeError(f"API call was not made as the assumed role: {arn}")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def sts_calls(lib: str, duration: int, calls: int) -> Result:
+    """AssumeRole calls made while ``calls`` API calls go through one session."""
+    client = api_client(session_factory(lib, duration)())
+    server = _server()
+    before = server.assume_role_count()
+    for _ in range(calls):
+        _call_as_role(client)
+    return {"assume_role_calls": server.assume_role_count() - before, "api_calls": calls}
+
+
+def _median_ms(action: Callable[[], object], reps: int) -> float:
+    action()  # warm-up: first-use costs of the library are not per session
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return _ms(statistics.median(samples))
+
+
+def create_time(lib: str, duration: int, reps: int) -> Result:
+    """Median time to create a session, and a session plus its first client."""
+    make = session_factory(lib, duration)
+    return {
+        "session_ms": _median_ms(make, reps),
+        "session_and_client_ms": _median_ms(lambda: api_client(make()), reps),
+        "reps": reps,
+    }
+
+
+def _rss() -> int:
+    import psutil  # type: ignore[import-untyped]
+
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def _build_live(make: Callable[[], object], count: int, batch: int = 25) -> list[object]:
+    """``count`` live objects, built with the cyclic GC paused (automatic collections
+    over the growing heap more than doubled the peers' run time). After every ``batch``
+    the garbage is collected, so none is left to inflate the RSS, and the survivors are
+    frozen, so that later collections do not scan them again."""
+    live: list[object] = []
+    gc.disable()
+    try:
+        while len(live) < count:
+            live += [make() for _ in range(min(batch, count - len(live)))]
+            gc.collect()
+            gc.freeze()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    return live
+
+
+def memory(lib: str, duration: int, sessions: int) -> Result:
+    """Resident-memory growth for ``sessions`` live sessions with one STS client each."""
+    make = session_factory(lib, duration)
+    baseline = _rss()
+    start = time.perf_counter()
+    live = _build_live(lambda: api_client(make()), sessions)
+    elapsed = time.perf_counter() - start
+    delta = _rss() - baseline
+    return {
+        "sessions": len(live),
+        "rss_delta_mb": round(delta / 2**20, 1),
+        "mb_per_session": round(delta / 2**20 / sessions, 3),
+        "seconds": round(elapsed, 2),
+    }
+
+
+@contextlib.contextmanager
+def _clock_moved(seconds: float) -> Iterator[None]:
+    """Move this process's clock and the server's clock ahead by ``seconds``."""
+    if not seconds:
+        yield
+        return
+    import time_machine  # imported here: it costs 0.3 s of start-up
+
+    server = _server()
+    server.set_clock_offset(seconds)
+    try:
+        with time_machine.travel(time.time() + seconds, tick=True):
+            yield
+    finally:
+        server.set_clock_offset(0)
+
+
+def _hammer(client: "STSClient", thread_count: int, calls: int) -> tuple[list[float], int]:
+    """``thread_count`` threads released together, ``calls`` API calls each: latencies, errors."""
+    barrier = threading.Barrier(thread_count)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        for _ in range(calls):
+            start = time.perf_counter()
+            try:
+                _call_as_role(client)
+            except Exception as error:  # counted and reported, not fatal
+                errors.append(error)
+            latencies.append(time.perf_counter() - start)
+
+    workers = [threading.Thread(target=run) for _ in range(thread_count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return latencies, len(errors)
+
+
+def threads(lib: str, duration: int, thread_count: int, calls: int, clock_offset: float, rounds: int) -> Result:
+    """Threads share one client whose credentials were fetched at real time; the clock
+    is then moved ``clock_offset`` seconds ahead and the threads are released together.
+
+    Each round uses its own session (all fetched up front, so moving the clock by the
+    same offset lands each round at the same point of its credentials' lifetime).
+    Latencies of all rounds are pooled.
+    """
+    clients = [api_client(session_factory(lib, duration)()) for _ in range(rounds)]
+    for client in clients:
+        _call_as_role(client)  # initial fetch, not counted
+    server = _server()
+    before = server.assume_role_count()
+    latencies: list[float] = []
+    errors = 0
+    for client in clients:
+        with _clock_moved(clock_offset):
+            round_latencies, round_errors = _hammer(client, thread_count, calls)
+        latencies += round_latencies
+        errors += round_errors
+    percentiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "assume_role_calls_per_round": (server.assume_role_count() - before) / rounds,
+        "rounds": rounds,
+        "api_calls": len(latencies),
+        "errors": errors,
+        "p50_ms": _ms(percentiles[49]),
+        "p99_ms": _ms(percentiles[98]),
+    }
+
+
+def cache_process(lib: str, duration: int, cache_dir: str) -> Result:
+    """One of N processes sharing ``cache_dir``: ready, wait for "go", one API call."""
+    client = api_client(session_factory(lib, duration, cache_dir)())
+    print("ready", flush=True)
+    sys.stdin.readline()
+    _call_as_role(client)
+    return {"ok": True}
+
+
+MEASURES: dict[str, Callable[..., Result]] = {
+    "sts_calls": sts_calls,
+    "create_time": create_time,
+    "memory": memory,
+    "threads": threads,
+    "cache_process": cache_process,
+}
+
+
+def main(argv: list[str]) -> None:
+    spec = json.loads(argv[0])
+    result = MEASURES[spec.pop("measure")](**spec)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
