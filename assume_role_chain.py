@@ -33,8 +33,10 @@ import dataclasses
 import datetime as dt
 import getpass
 import hashlib
+import inspect
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -130,7 +132,10 @@ def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        try:
+            moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidCredentialsError(f"{field} is not a usable epoch time: {value!r}") from None
     elif isinstance(value, str):
         moment = _parse_iso(value, field)
     else:
@@ -140,7 +145,10 @@ def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
         )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except (OverflowError, ValueError):
+        raise InvalidCredentialsError(f"{field} is out of range: {value!r}") from None
 
 
 def _parse_iso(text: str, field: str) -> dt.datetime:
@@ -373,6 +381,11 @@ def _check_region(problems: _Problems, region_name: Any) -> None:
 def _check_cache(problems: _Problems, cache: Any) -> None:
     if cache is not None and not (hasattr(cache, "__getitem__") and hasattr(cache, "__setitem__")):
         problems.add("cache", f"must be a dict-like object, not {type(cache).__name__}")
+
+
+def _check_clock(problems: _Problems, clock: Any) -> None:
+    if clock is not None and not callable(clock):
+        problems.add("clock", f"must be a callable returning an aware datetime, not {type(clock).__name__}")
 
 
 def _check_session(problems: _Problems, session: Any) -> None:
@@ -1012,6 +1025,8 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         self._write_atomically(self._path(key), data)
 
     def __delitem__(self, key: str) -> None:
+        if not self._trusted_folder():
+            raise UnsafeCacheError(f"credential cache folder {self.dir_path} {self._folder_problem()}")
         try:
             os.unlink(self._path(key))
         except FileNotFoundError:
@@ -1047,27 +1062,31 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
             return None
         try:
             entry = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return entry if isinstance(entry, dict) else None
 
     def _read_trusted_bytes(self, path: str) -> bytes | None:
+        # O_NONBLOCK: opening a FIFO planted as an entry must not hang.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, flags)
         except FileNotFoundError:
             return None
         except OSError as error:
             self._warn_once(f"credential cache file {path} cannot be opened ({error.strerror}): treated as a miss")
             return None
-        with os.fdopen(fd, "rb") as handle:
-            problem = _trust_problem(os.fstat(handle.fileno()))
+        try:
+            info = os.fstat(fd)
+            problem = "is not a regular file" if not stat.S_ISREG(info.st_mode) else _trust_problem(info)
             if problem is not None:
                 self._warn_once(f"credential cache file {path} {problem}: treated as a miss")
                 return None
-            try:
-                return handle.read(_MAX_ENTRY_BYTES + 1)
-            except OSError:
-                return None
+            return os.read(fd, _MAX_ENTRY_BYTES + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def _write_atomically(self, path: str, data: bytes) -> None:
         fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.dir_path)
@@ -1096,8 +1115,14 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
             yield False
             return
         self._ensure_folder()
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self._path(key, ".lock"), flags, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        path = self._path(key, ".lock")
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as error:  # e.g. a symlink planted in place of the lock file
+            self._warn_once(f"credential cache lock {path} cannot be opened ({error.strerror}): going on without it")
+            yield False
+            return
         _held_lock_files.add(fd)
         try:
             acquired = _flock_with_deadline(fd, self.lock_timeout)
@@ -1666,6 +1691,7 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
     if sts_kwargs is not None and not isinstance(sts_kwargs, Mapping):
         problems.add("sts_client_kwargs", "must be a mapping of client options")
     _check_windows(problems, extra.get("advisory_timeout"), extra.get("mandatory_timeout"), args.get("DurationSeconds"))
+    _check_clock(problems, extra.get("clock"))
     problems.raise_if_any()
     if isinstance(sts_kwargs, Mapping):
         STSClientConfig(sts_kwargs)
@@ -1673,8 +1699,10 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
 
 def _check_windows(problems: _Problems, advisory: Any, mandatory: Any, duration: Any) -> None:
     for name, value in (("advisory_timeout", advisory), ("mandatory_timeout", mandatory)):
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-            problems.add(name, "must be a number of seconds >= 0")
+        if value is not None and (
+            not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0
+        ):
+            problems.add(name, "must be a finite number of seconds >= 0")
             return
     if advisory is not None and mandatory is not None and mandatory > advisory:
         problems.add("mandatory_timeout", f"({mandatory} s) must not exceed advisory_timeout ({advisory} s)")
@@ -1783,7 +1811,7 @@ def assume_role(
         "mfa_token_provider": mfa_token_provider, "mfa_token_provider_kwargs": mfa_token_provider_kwargs,
         "region_name": region_name, "cache": cache, "additional_kwargs": additional_kwargs,
         "sts_client_kwargs": sts_client_kwargs, "advisory_timeout": advisory_timeout,
-        "mandatory_timeout": mandatory_timeout,
+        "mandatory_timeout": mandatory_timeout, "clock": clock,
     }
     proactive = _resolve_eager(eager, defer_refresh)
     if validate:
@@ -1848,11 +1876,19 @@ def assume_role_chain(
             hops.append({**common, **role})
         else:
             raise _invalid(f"Invalid roles[{index}]: must be a RoleArn string or a mapping with RoleArn")
+    for index, hop in enumerate(hops):
+        unknown = sorted(set(hop) - _assume_role_parameters())
+        if unknown:
+            raise _invalid(*(f"Invalid roles[{index}]: unknown argument {name!r} for assume_role" for name in unknown))
     current = session
     for hop in hops:
         role_arn = hop.pop("RoleArn")
         current = assume_role(current, role_arn, **hop)
     return current
+
+
+def _assume_role_parameters() -> set[str]:
+    return {name for name in inspect.signature(assume_role).parameters if name != "session"}
 
 
 def refreshable_session(
@@ -1883,9 +1919,12 @@ def refreshable_session(
     _check_cache(problems, cache)
     if cache is not None and (not isinstance(cache_key, str) or not cache_key):
         problems.add("cache_key", "a non-empty string is required when cache is given")
-    if region_name is not None and (not isinstance(region_name, str) or isinstance(region_name, bool)):
+    if isinstance(region_name, bool):
         problems.add("region_name", "must be a region name string or None")
+    else:
+        _check_region(problems, region_name)
     _check_windows(problems, advisory_timeout, mandatory_timeout, None)
+    _check_clock(problems, clock)
     problems.raise_if_any()
     proactive = _resolve_eager(eager, defer_refresh)
     name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
@@ -2257,6 +2296,11 @@ _CHAIN_WIDE = ("RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Ta
 
 
 def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
+    problems = _Problems()
+    _check_region(problems, args.region)
+    if args.region is not None:
+        problems.items = [item.replace("region_name", "--region") for item in problems.items]
+    problems.raise_if_any()
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     common = {name: getattr(args, name) for name in _CHAIN_WIDE if getattr(args, name) is not None}
     if args.additional_kwargs:

@@ -216,13 +216,13 @@ def _split_host_port(value: Any, what: str, default_port: int) -> tuple[str, int
     if text.lower().startswith("https://"):
         text = text[len("https://"):]
     text = text.rstrip("/")
-    if "://" in text or "/" in text or "?" in text or "@" in text:
+    if any(c in text for c in "/?@#") or any(c.isspace() or not c.isprintable() for c in text):
         raise IoTConfigError(f"{what}: expected host[:port], got {value!r}")
-    parsed = urllib.parse.urlsplit("//" + text)
     try:
+        parsed = urllib.parse.urlsplit("//" + text)
         port = parsed.port or default_port
     except ValueError:
-        raise IoTConfigError(f"{what}: invalid port in {value!r}") from None
+        raise IoTConfigError(f"{what}: invalid port or host in {value!r}") from None
     if not parsed.hostname:
         raise IoTConfigError(f"{what}: expected host[:port], got {value!r}")
     return parsed.hostname.lower(), port
@@ -247,6 +247,8 @@ def parse_credentials_endpoint(value: Any) -> Endpoint:
 
 def parse_data_endpoint(value: Any, port: int, default_port: int) -> Endpoint:
     """Parse an MQTT (data) endpoint; refuse the credentials-provider endpoint."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise IoTConfigError(f"port: must be an integer from 1 to 65535, got {port!r}")
     host, given_port = _split_host_port(value, "endpoint", port)
     if given_port != port and port != default_port:
         raise IoTConfigError("endpoint: give the port in the endpoint or as port=, not both")
@@ -857,7 +859,7 @@ def _parse_credentials(body: bytes, url: str) -> dict[str, Any]:
     """The STS-shaped mapping the engine takes (secrets never in messages)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise IoTResponseError(f"the response from {url} is not JSON") from None
     creds = doc.get("credentials") if isinstance(doc, dict) else None
     if not isinstance(creds, dict):
@@ -879,11 +881,14 @@ def _parse_credentials(body: bytes, url: str) -> dict[str, Any]:
 def _parse_expiration(text: str, url: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise IoTResponseError(f"the response from {url} has a malformed expiration") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+    if moment <= dt.datetime.now(dt.timezone.utc):
+        raise IoTResponseError(f"the response from {url} holds credentials that expired at {text}")
+    return moment
 
 
 class IoTCredentialsProvider:
@@ -983,6 +988,18 @@ def _make_transport(
 # ---------------------------------------------------------------------------
 
 
+def _check_session_options(region_name: Any, cache: Any, cache_key: Any, clock: Any) -> None:
+    """The session-level arguments, checked here so that errors are IoTConfigError."""
+    if region_name is not None and (not isinstance(region_name, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region_name)):
+        raise IoTConfigError("region_name: must be a region name such as 'eu-west-1'")
+    if cache is not None and not (hasattr(cache, "__getitem__") and hasattr(cache, "__setitem__")):
+        raise IoTConfigError(f"cache: must be a dict-like object, not {type(cache).__name__}")
+    if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
+        raise IoTConfigError("cache_key: must be a non-empty string")
+    if clock is not None and not callable(clock):
+        raise IoTConfigError("clock: must be a callable returning an aware datetime")
+
+
 def iot_session(
     cert: PemInput,
     key: PemInput | None,
@@ -1012,6 +1029,7 @@ def iot_session(
     """
     import assume_role_chain
 
+    _check_session_options(region_name, cache, cache_key, clock)
     provider = IoTCredentialsProvider(
         cert, key, role_alias, endpoint=endpoint, thing_name=thing_name, ca=ca,
         pkcs11=pkcs11, timeout=timeout, transport=transport,
@@ -1161,8 +1179,15 @@ def _finish_signing(future: Any, args: Any, token: str | None) -> None:
 PIN_ENV = "IOT_X509_PKCS11_PIN"
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Bad arguments become one IoTConfigError line, like every other error."""
+
+    def error(self, message: str) -> Any:
+        raise IoTConfigError(f"bad arguments: {message}")
+
+
 def _argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="python -m iot_x509",
         description="Print AWS credential_process JSON obtained with an AWS IoT certificate.",
         epilog=f"The PKCS#11 PIN is read from ${PIN_ENV}, never from the command line.",
@@ -1205,8 +1230,8 @@ def credential_process_json(credentials: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m iot_x509``: print credential_process JSON; 1 on error."""
-    args = _argument_parser().parse_args(argv)
     try:
+        args = _argument_parser().parse_args(argv)
         provider = IoTCredentialsProvider(
             args.cert, args.key, args.role_alias, endpoint=args.endpoint,
             thing_name=args.thing_name, ca=args.ca, pkcs11=_pkcs11_from_args(args),
