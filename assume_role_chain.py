@@ -135,7 +135,7 @@ def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
         try:
             moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
         except (OverflowError, OSError, ValueError):
-            raise InvalidCredentialsError(f"{field} is not a usable epoch time: {value!r}") from None
+            raise InvalidCredentialsError(f"{field} is not a usable epoch time") from None
     elif isinstance(value, str):
         moment = _parse_iso(value, field)
     else:
@@ -148,7 +148,7 @@ def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
     try:
         return moment.astimezone(dt.timezone.utc)
     except (OverflowError, ValueError):
-        raise InvalidCredentialsError(f"{field} is out of range: {value!r}") from None
+        raise InvalidCredentialsError(f"{field} is out of range") from None
 
 
 def _parse_iso(text: str, field: str) -> dt.datetime:
@@ -161,7 +161,7 @@ def _parse_iso(text: str, field: str) -> dt.datetime:
         return dt.datetime.fromisoformat(cleaned)
     except ValueError:
         raise InvalidCredentialsError(
-            f"{field} is not an ISO 8601 time: {text[:40]!r}"
+            f"{field} is not an ISO 8601 time (a string of {len(text)} characters)"
         ) from None
 
 

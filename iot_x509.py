@@ -309,7 +309,8 @@ def _load_pem(value: Any, what: str, secret: bool = False) -> _Pem:
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise IoTConfigError(f"{what} must be a path or PEM content, not {type(value).__name__}")
     path = os.fsdecode(value)
-    shown = f" {path!r}" if not secret or _looks_like_a_path(value) else ""
+    # Echo only what looks like a path: a misplaced key must never reach a message.
+    shown = f" {path!r}" if _looks_like_a_path(value) else f" (a value of {len(path)} characters)"
     if "\n" in path or "\0" in path or not os.path.isfile(path):
         raise IoTConfigError(f"{what}: not PEM content and not an existing file{shown}")
     try:
