@@ -20,6 +20,8 @@ from moto.sts.models import sts_backends
 
 ACCOUNT = "123456789012"
 
+pytest_plugins = ["tests.hardening"]  # secret hygiene over the whole session (docs/RELIABILITY.md)
+
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
 
 
