@@ -619,12 +619,17 @@ class _SslTransport:
 
 def _awscrt() -> Any:
     """Import awscrt on first use (PKCS#11 and MQTT only; it takes ~0.2 s)."""
-    import awscrt.auth  # type: ignore[import-untyped]
-    import awscrt.exceptions  # type: ignore[import-untyped]
-    import awscrt.http  # type: ignore[import-untyped]
-    import awscrt.io  # type: ignore[import-untyped]
-    import awscrt.mqtt  # type: ignore[import-untyped]
-
+    try:
+        import awscrt.auth  # type: ignore[import-untyped]
+        import awscrt.exceptions  # type: ignore[import-untyped]
+        import awscrt.http  # type: ignore[import-untyped]
+        import awscrt.io  # type: ignore[import-untyped]
+        import awscrt.mqtt  # type: ignore[import-untyped]
+    except ImportError:
+        raise IoTConfigError(
+            'awscrt is needed for PKCS#11 keys, transport="awscrt" and MQTT: '
+            'pip install "assume-role-chain[iot]"'
+        ) from None
     return awscrt
 
 
