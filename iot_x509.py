@@ -302,7 +302,7 @@ class _Pem:
     path: str | None
 
 
-def _load_pem(value: Any, what: str, secret: bool = False) -> _Pem:
+def _load_pem(value: Any, what: str) -> _Pem:
     """Read ``value``: PEM content (str/bytes) or a path to a PEM file."""
     if isinstance(value, (str, bytes)) and b"-----BEGIN" in _as_bytes(value):
         return _Pem(_as_bytes(value), None)
@@ -351,7 +351,7 @@ def _load_cert(value: Any, what: str = "cert") -> tuple[_Pem, bytes]:
 
 def _load_key(value: Any) -> _Pem:
     """A PEM private key (unencrypted: PKCS#8, PKCS#1 or SEC1)."""
-    pem = _load_pem(value, "key", secret=True)
+    pem = _load_pem(value, "key")
     match = _KEY_RE.search(pem.data)
     if match is None:
         raise IoTConfigError("key holds no PEM private key")
