@@ -15,8 +15,11 @@ from typing import Any
 
 import boto3
 import pytest
+import time_machine
 from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
+
+from tests.faults import START, FaultProxy, fault_proxy
 
 ACCOUNT = "123456789012"
 
@@ -135,3 +138,20 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def json_dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    """A frozen clock at ``tests.faults.START``; moto (in-process) moves with it."""
+    with time_machine.travel(START, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """All STS traffic goes through a fault proxy; botocore makes one attempt per call."""
+    with fault_proxy(aws_env) as running:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", running.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+        yield running

@@ -6,7 +6,7 @@ import datetime as dt
 import gc
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -17,13 +17,7 @@ import time_machine
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
-from tests.test_engine import START, at
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
+from tests.faults import at
 
 
 def moto_credentials(parent: boto3.Session, duration: int = 900) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,7 @@ from moto.sts.models import sts_backends
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
-from tests.faults import FaultProxy, fault_proxy
-
-START = dt.datetime(2026, 11, 21, 12, 0, 0, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
-
-
-def at(seconds: float) -> dt.datetime:
-    return START + dt.timedelta(seconds=seconds)
+from tests.faults import FaultProxy, at
 
 
 def issued_expiries() -> dict[str, dt.datetime]:
@@ -225,16 +213,6 @@ def test_lock_wait_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
 
 
 # -- static stability ------------------------------------------------------------------
-
-
-@pytest.fixture
-def proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    """All STS traffic goes through a fault proxy; botocore does not retry."""
-    with fault_proxy(aws_env) as running:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", running.url)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-        monkeypatch.setenv("AWS_RETRY_MODE", "standard")
-        yield running
 
 
 @pytest.mark.parametrize("fault", [("status", 503), ("status", 400), ("status", 500), "reset"], ids=["503", "throttling", "500", "reset"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -22,7 +22,7 @@ import time_machine
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
-from tests.faults import MOMENTS, SLACK, START, FaultProxy, at, check_cell, fault_proxy, parse_matrix, run_moment
+from tests.faults import MOMENTS, SLACK, FaultProxy, at, check_cell, fault_proxy, parse_matrix, run_moment
 
 TIMEOUT = 0.4  # connect and read timeout of the STS client, seconds
 STS_CONFIG = botocore.config.Config(connect_timeout=TIMEOUT, read_timeout=TIMEOUT, retries={"total_max_attempts": 1})
@@ -53,22 +53,6 @@ FAULTS: dict[str, tuple[Any, tuple[type[Exception], str]]] = {
     "stall": (("stall", 3), (botocore.exceptions.ReadTimeoutError, "Read timeout")),
     "slow": (("slow", TIMEOUT / 3), (Exception, "")),  # answers within the timeout
 }
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    """All STS traffic goes through a fault proxy; botocore makes one attempt per call."""
-    with fault_proxy(aws_env) as running:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", running.url)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-        monkeypatch.setenv("AWS_RETRY_MODE", "standard")
-        yield running
 
 
 @pytest.fixture

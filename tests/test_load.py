@@ -12,18 +12,16 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import botocore.config
-import pytest
 import time_machine
 from moto.sts.models import sts_backends
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
-from tests.faults import START, at
+from tests.faults import at
 
 THREADS = 64
 HOPS = [role_arn("load-a"), role_arn("load-b"), role_arn("load-c")]
@@ -52,12 +50,6 @@ def issued_credentials() -> dict[str, tuple[str, dt.datetime]]:
             for role in backend.assumed_roles:
                 issued[role.access_key_id] = (role.role_arn, role.expiration.replace(tzinfo=dt.timezone.utc))
     return issued
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
 
 
 def test_64_threads_through_a_3_hop_chain(parent: boto3.Session, clock: time_machine.Traveller) -> None:

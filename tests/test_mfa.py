@@ -7,7 +7,7 @@ import pty
 import select
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,9 @@ import time_machine
 
 import assume_role_chain as arc
 from tests.conftest import SentRequests, role_arn
-from tests.test_engine import START, at
+from tests.faults import at
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
 
 
 def token_codes(sent: SentRequests) -> list[str]:

@@ -22,14 +22,7 @@ import time_machine
 
 import assume_role_chain as arc
 from tests.conftest import SentRequests, role_arn
-from tests.test_engine import START, at
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
-
+from tests.faults import START, at
 
 # -- typed configs ----------------------------------------------------------------------
 

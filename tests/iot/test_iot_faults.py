@@ -17,7 +17,7 @@ import pytest
 import time_machine
 
 import iot_x509
-from tests.faults import MOMENTS, START, TCPFaultProxy, check_cell, parse_matrix, run_moment, tcp_fault_proxy
+from tests.faults import MOMENTS, TCPFaultProxy, check_cell, parse_matrix, run_moment, tcp_fault_proxy
 
 from .iot_standin import IoTWorld
 
@@ -83,12 +83,6 @@ def proxy(iot: IoTWorld) -> Iterator[TCPFaultProxy]:
     with tcp_fault_proxy("127.0.0.1", iot.server.port) as running:
         yield running
     iot.server.release.set()
-
-
-@pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.mark.parametrize(
