@@ -113,6 +113,7 @@ class Behaviour:
     message: str = "Access denied"
     lifetime: int = 3600
     delay: float = 0.0  # seconds before answering (widens race windows)
+    replace: dict[str, str] = field(default_factory=dict)  # hostile values for answer fields
 
 
 class StandIn(ThreadingHTTPServer):
@@ -257,6 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "secretAccessKey": creds["SecretAccessKey"],
                 "sessionToken": creds["SessionToken"],
                 "expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **srv.behaviour.replace,
             }
         }
         srv.count_fetch()
