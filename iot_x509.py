@@ -343,7 +343,7 @@ class _Pem:
 def _load_pem(value: Any, what: str) -> _Pem:
     """Read ``value``: PEM content (str/bytes) or a path to a PEM file."""
     if isinstance(value, (str, bytes)) and b"-----BEGIN" in _as_bytes(value):
-        return _Pem(_as_bytes(value), None)  # PEM content
+        return _Pem(_as_bytes(value), None)
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise IoTConfigError(f"{what} must be a path or PEM content, not {type(value).__name__}")
     path = os.fsdecode(value)
@@ -466,13 +466,11 @@ _CLIENT_CERT_REFUSED = (
     "CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN",
     "ACCESS_DENIED", "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE",
 )
-
-
 _OLD_PROTOCOL = ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
 
 
 def _tls_error(error: ssl.SSLError, ep: Endpoint) -> IoTTLSError:
-    """Name a TLS failure: untrusted server, refused client certificate, other."""
+    """Name a TLS failure: untrusted or too old a server, refused client certificate, other."""
     where = ep.authority
     if isinstance(error, ssl.SSLCertVerificationError):
         return IoTTLSError(
