@@ -135,13 +135,16 @@ def _status_phrase(status: int) -> str:
 # 2. Argument types and validation
 # ---------------------------------------------------------------------------
 
-_ROLE_ALIAS_RE = re.compile(r"^[\w=,@-]{1,128}$")
-_THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+# Every pattern is ASCII-only and used with re.fullmatch (``$`` would let a
+# trailing newline through, ``\w`` any Unicode letter).
+_ROLE_ALIAS_RE = re.compile(r"[A-Za-z0-9_=,@-]{1,128}")
+_THING_NAME_RE = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+_HOST_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _CREDENTIALS_HOST_RE = re.compile(
-    r"^[a-z0-9-]+\.credentials\.iot(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
+    r"[a-z0-9-]+\.credentials\.iot(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
 )
-_IOT_HOST_RE = re.compile(r"\.iot(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-_ACCESS_KEY_RE = re.compile(r"^[A-Z0-9]{16,128}$")
+_IOT_HOST_RE = re.compile(r"(?:[a-z0-9-]+\.)+iot(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+_ACCESS_KEY_RE = re.compile(r"[A-Z0-9]{16,128}")
 _PKCS11_KEYS = ("pkcs11_lib", "user_pin", "slot_id", "token_label", "private_key_label")
 
 
@@ -187,12 +190,23 @@ class Pkcs11Config:
             raise IoTConfigError("pkcs11: 'pkcs11_lib' must be a path")
         if not os.path.isfile(self.pkcs11_lib):
             raise IoTConfigError(f"pkcs11: library not found: {self.pkcs11_lib}")
+        if not _is_utf8(os.fspath(self.pkcs11_lib)):  # awscrt takes UTF-8 paths only
+            raise IoTConfigError(f"pkcs11: the library path {self.pkcs11_lib!r} is not valid UTF-8")
         for name in ("user_pin", "token_label", "private_key_label"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise IoTConfigError(f"pkcs11: '{name}' must be a string")
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _is_utf8(value)):
+                raise IoTConfigError(f"pkcs11: '{name}' must be a string (valid UTF-8)")
         slot = self.slot_id
-        if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
-            raise IoTConfigError("pkcs11: 'slot_id' must be a non-negative integer")
+        if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < 2**64):
+            raise IoTConfigError("pkcs11: 'slot_id' must be an integer from 0 to 2**64-1 (a CK_SLOT_ID)")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +224,7 @@ class Endpoint:
 
 
 def _split_host_port(value: Any, what: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` (an ``https://`` prefix and a trailing ``/`` are tolerated)."""
     if not isinstance(value, str) or not value.strip():
         raise IoTConfigError(f"{what}: a host name (optionally with :port) is required")
     text = value.strip()
@@ -218,23 +233,46 @@ def _split_host_port(value: Any, what: str, default_port: int) -> tuple[str, int
     text = text.rstrip("/")
     if any(c in text for c in "/?@#") or any(c.isspace() or not c.isprintable() for c in text):
         raise IoTConfigError(f"{what}: expected host[:port], got {value!r}")
+    if not text.isascii():
+        raise IoTConfigError(
+            f"{what}: the host name must be ASCII (give an internationalised name in its "
+            f"xn-- form), got {value!r}"
+        )
     try:
         parsed = urllib.parse.urlsplit("//" + text)
-        port = parsed.port or default_port
+        port = parsed.port
     except ValueError:
         raise IoTConfigError(f"{what}: invalid port or host in {value!r}") from None
-    if not parsed.hostname:
-        raise IoTConfigError(f"{what}: expected host[:port], got {value!r}")
-    return parsed.hostname.lower(), port
+    if parsed.netloc.endswith(":") or port == 0:
+        raise IoTConfigError(f"{what}: invalid port in {value!r} (1 to 65535)")
+    return _check_host_name(parsed.hostname or "", what, value), default_port if port is None else port
+
+
+def _check_host_name(host: str, what: str, value: str) -> str:
+    """An IP address, ``localhost`` or a dotted DNS name; one trailing dot is dropped."""
+    host = host.lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    valid = len(name) <= 253 and all(_HOST_LABEL_RE.fullmatch(label) for label in labels)
+    if not valid or (len(labels) < 2 and name != "localhost"):
+        raise IoTConfigError(
+            f"{what}: expected a host name such as "
+            f"<prefix>.credentials.iot.<region>.amazonaws.com[:port], got {value!r}"
+        )
+    return name
 
 
 def parse_credentials_endpoint(value: Any) -> Endpoint:
     """Parse the credentials-provider endpoint; refuse a data endpoint."""
     host, port = _split_host_port(value, "endpoint", 443)
-    match = _CREDENTIALS_HOST_RE.match(host)
+    match = _CREDENTIALS_HOST_RE.fullmatch(host)
     if match:
         return Endpoint(host, port, match.group(1))
-    data = _IOT_HOST_RE.search(host)
+    data = _IOT_HOST_RE.fullmatch(host)
     if data:
         raise IoTConfigError(
             f"endpoint {host!r} is an AWS IoT data (MQTT) endpoint; credentials come from "
@@ -252,17 +290,17 @@ def parse_data_endpoint(value: Any, port: int, default_port: int) -> Endpoint:
     host, given_port = _split_host_port(value, "endpoint", port)
     if given_port != port and port != default_port:
         raise IoTConfigError("endpoint: give the port in the endpoint or as port=, not both")
-    if _CREDENTIALS_HOST_RE.match(host):
+    if _CREDENTIALS_HOST_RE.fullmatch(host):
         raise IoTConfigError(
             f"endpoint {host!r} is the credentials-provider endpoint; MQTT needs the data "
             "endpoint. Find it with: aws iot describe-endpoint --endpoint-type iot:Data-ATS"
         )
-    match = _IOT_HOST_RE.search(host)
+    match = _IOT_HOST_RE.fullmatch(host)
     return Endpoint(host, given_port, match.group(1) if match else None)
 
 
 def _check_pattern(value: Any, what: str, pattern: re.Pattern[str], rule: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         shown = repr(value) if isinstance(value, str) and len(value) <= 200 else type(value).__name__
         raise IoTConfigError(f"{what} must be {rule}; got {shown}")
     return value
@@ -332,7 +370,8 @@ def _looks_like_a_path(value: Any) -> bool:
 
 
 def _as_bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
+    # A path from a non-UTF-8 file system arrives surrogate-escaped: never a traceback here.
+    return value.encode("utf-8", "replace") if isinstance(value, str) else value
 
 
 def _load_cert(value: Any, what: str = "cert") -> tuple[_Pem, bytes]:
@@ -427,10 +466,11 @@ _CLIENT_CERT_REFUSED = (
     "CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN",
     "ACCESS_DENIED", "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE",
 )
+_OLD_PROTOCOL = ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE")
 
 
 def _tls_error(error: ssl.SSLError, ep: Endpoint) -> IoTTLSError:
-    """Name a TLS failure: untrusted server, refused client certificate, other."""
+    """Name a TLS failure: untrusted or too old a server, refused client certificate, other."""
     where = ep.authority
     if isinstance(error, ssl.SSLCertVerificationError):
         return IoTTLSError(
@@ -438,6 +478,10 @@ def _tls_error(error: ssl.SSLError, ep: Endpoint) -> IoTTLSError:
             f"({error.verify_message}); pass ca= with the CA that issued it"
         )
     reason = error.reason or type(error).__name__
+    if reason in _OLD_PROTOCOL:
+        return IoTTLSError(
+            f"TLS: {where} does not offer TLS 1.2 or newer ({reason}); older versions are refused"
+        )
     if any(mark in reason for mark in _CLIENT_CERT_REFUSED):
         return IoTTLSError(
             f"TLS: {where} refused the client certificate ({reason}); is it registered, "
@@ -684,8 +728,13 @@ def _crt_tls_options(cert: _Pem, key: _Pem | None, pkcs11: Pkcs11Config | None, 
 
 
 def _crt_tls_context(options: Any, what: str) -> Any:
-    """Create the ClientTlsContext; PKCS#11 logs in and finds the key here."""
+    """Create the ClientTlsContext (TLS 1.2 or newer); PKCS#11 logs in here.
+
+    Every awscrt connection (HTTPS, MQTT, MQTT over WebSocket) gets its
+    context here: awscrt's default would accept a TLS 1.0 server.
+    """
     crt = _awscrt()
+    options.min_tls_ver = crt.io.TlsVersion.TLSv1_2
     try:
         return crt.io.ClientTlsContext(options)
     except (crt.exceptions.AwsCrtError, RuntimeError) as error:
@@ -712,14 +761,16 @@ def _crt_error(error: Any, ep: Endpoint, after_handshake: bool) -> IoTError:
     return IoTConnectionError(f"connection to {ep.authority} failed ({name})")
 
 
-def _probe_server_trust(ep: Endpoint, ca: _Pem | None, deadline: _Deadline) -> None:
-    """Raise IoTTLSError if the server certificate is untrusted (stdlib check).
+def _probe_server(ep: Endpoint, ca: _Pem | None, deadline: _Deadline) -> None:
+    """Raise IoTTLSError if the server is untrusted or too old (stdlib check).
 
     awscrt (s2n) reports an untrusted server only after 10-30 s of "error
-    blinding"; a handshake without a client certificate names it at once.
+    blinding", and a TLS version below 1.2 only as a "negotiation failure";
+    a handshake without a client certificate names either at once.
     """
     try:
         ctx = ssl.create_default_context(cadata=ca.data.decode("ascii", "replace") if ca else None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         sock = _connect(ep, deadline)
     except (IoTError, ssl.SSLError):
         return  # nothing to add to what awscrt reports
@@ -729,6 +780,9 @@ def _probe_server_trust(ep: Endpoint, ca: _Pem | None, deadline: _Deadline) -> N
             tls.do_handshake()
     except ssl.SSLCertVerificationError as error:
         raise _tls_error(error, ep) from None
+    except ssl.SSLError as error:
+        if error.reason in _OLD_PROTOCOL:
+            raise _tls_error(error, ep) from None
     except OSError:
         pass  # other failures (a refused empty client certificate) say nothing here
     finally:
@@ -779,7 +833,7 @@ class _CrtTransport:
             try:
                 return future.result(timeout=min(1.0, deadline.remaining(doing) / 4))
             except _FutureTimeout:
-                _probe_server_trust(ep, self._ca, deadline)
+                _probe_server(ep, self._ca, deadline)
                 return future.result(timeout=deadline.remaining(doing))
         except _FutureTimeout:
             future.add_done_callback(_close_when_connected)
@@ -788,6 +842,8 @@ class _CrtTransport:
             future.add_done_callback(_close_when_connected)
             raise
         except crt.exceptions.AwsCrtError as error:
+            if error.name == "AWS_IO_TLS_ERROR_NEGOTIATION_FAILURE":
+                _probe_server(ep, self._ca, deadline)  # names an untrusted or too old server
             raise _crt_error(error, ep, after_handshake=False) from None
 
     def _request(
@@ -874,14 +930,24 @@ def _parse_credentials(body: bytes, url: str) -> dict[str, Any]:
     bad = [f for f in fields if not isinstance(creds.get(f), str) or not creds[f]]
     if bad:
         raise IoTResponseError(f"the response from {url} lacks or mistypes {', '.join(bad)}")
-    if not _ACCESS_KEY_RE.match(creds["accessKeyId"]):
+    if not _ACCESS_KEY_RE.fullmatch(creds["accessKeyId"]):
         raise IoTResponseError(f"the response from {url} has a malformed accessKeyId")
+    for name in ("secretAccessKey", "sessionToken"):
+        if not _is_plain_token(creds[name]):  # e.g. a newline would forge shell or header lines
+            raise IoTResponseError(
+                f"the response from {url} has a {name} with whitespace or control characters"
+            )
     return {
         "AccessKeyId": creds["accessKeyId"],
         "SecretAccessKey": creds["secretAccessKey"],
         "SessionToken": creds["sessionToken"],
         "Expiration": _parse_expiration(creds["expiration"], url),
     }
+
+
+def _is_plain_token(value: str) -> bool:
+    """No whitespace and no control characters (the value is never echoed)."""
+    return all(c.isprintable() and not c.isspace() for c in value)
 
 
 def _parse_expiration(text: str, url: str) -> dt.datetime:

@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -112,6 +113,7 @@ class Behaviour:
     message: str = "Access denied"
     lifetime: int = 3600
     delay: float = 0.0  # seconds before answering (widens race windows)
+    replace: dict[str, str] = field(default_factory=dict)  # hostile values for answer fields
 
 
 class StandIn(ThreadingHTTPServer):
@@ -256,6 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "secretAccessKey": creds["SecretAccessKey"],
                 "sessionToken": creds["SessionToken"],
                 "expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **srv.behaviour.replace,
             }
         }
         srv.count_fetch()
@@ -416,3 +419,114 @@ def _read_frame(tls: ssl.SSLSocket) -> bytes:
         size = int.from_bytes(_read_exact(tls, 8), "big")
     mask = _read_exact(tls, 4)
     return bytes(b ^ mask[i % 4] for i, b in enumerate(_read_exact(tls, size)))
+
+
+# --------------------------------------------------------------------------
+# A TLS 1.0-only server (what every transport must refuse)
+# --------------------------------------------------------------------------
+
+
+def _allow_tls10(ctx: ssl.SSLContext) -> None:
+    """OpenSSL 3 refuses TLS 1.0 at the default security level, even as a server."""
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # ssl.TLSVersion.TLSv1 is deprecated
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+
+
+def tls10_server_context(pki: TestPKI) -> ssl.SSLContext:
+    """A server context that speaks TLS 1.0 and nothing newer (no client certificate asked)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pki.server_ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    _allow_tls10(ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+    return ctx
+
+
+def negotiated_version(port: int, pki: TestPKI) -> str | None:
+    """The TLS version a client that still allows TLS 1.0 gets from 127.0.0.1:port."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=pki.server_ca_pem.decode())
+    _allow_tls10(ctx)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, \
+            ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+        return tls.version()
+
+
+class Tls10Server:
+    """Speaks only TLS 1.0; answers a credentials GET with (fake) credentials and
+    an MQTT CONNECT with CONNACK, so that a client accepting TLS 1.0 would succeed."""
+
+    def __init__(self, pki: TestPKI) -> None:
+        self.ctx = tls10_server_context(pki)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.handshakes: list[str] = []  # versions of the handshakes that completed
+        self.answered: list[str] = []  # "http" or "mqtt"
+        self._stop = threading.Event()
+
+    def start(self) -> Tls10Server:
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+    def reset(self) -> None:
+        self.handshakes.clear()
+        self.answered.clear()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw: socket.socket) -> None:
+        raw.settimeout(10)
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as tls:
+                self.handshakes.append(str(tls.version()))
+                first = tls.recv(1)
+                if first == b"G":
+                    self._answer_http(tls)
+                elif first and first[0] >> 4 == 1:  # MQTT CONNECT
+                    self._answer_mqtt(tls)
+        except (OSError, ValueError):
+            pass  # the client refused the handshake or went away
+
+    def _answer_http(self, tls: ssl.SSLSocket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        expires = datetime.now(timezone.utc) + timedelta(hours=1)
+        body = json.dumps({"credentials": {
+            "accessKeyId": "ASIAOLDTLSSERVER0000", "secretAccessKey": "old-tls-secret",
+            "sessionToken": "old-tls-token", "expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }}).encode()
+        self.answered.append("http")
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def _answer_mqtt(self, tls: ssl.SSLSocket) -> None:
+        size, shift = 0, 0
+        while True:  # the remaining length, then the rest of CONNECT
+            byte = _read_exact(tls, 1)[0]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        _read_exact(tls, size)
+        self.answered.append("mqtt")
+        tls.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+        while tls.recv(4096):
+            pass
