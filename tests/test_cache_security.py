@@ -111,7 +111,7 @@ def test_an_untrusted_folder_is_refused(tmp_path: Path, caplog: pytest.LogCaptur
     assert planted.exists()
     assert {path.name: path.read_bytes() for path in real.iterdir()} == before, "the untrusted folder was changed"
     refused = [m for m in warnings_of(caplog) if m.startswith(f"credential cache folder {folder} {reason}")]
-    assert len(refused) == 1, f"expected one clear warning, got {warnings_of(caplog)}"
+    assert len(refused) == 1 and len(warnings_of(caplog)) == 1, f"expected one clear warning, got {warnings_of(caplog)}"
 
 
 @pytest.mark.parametrize("case", list(UNTRUSTED_FOLDERS))
