@@ -31,6 +31,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import errno
 import getpass
 import hashlib
 import inspect
@@ -704,11 +705,10 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
     # -- getting credentials -------------------------------------------------
 
     def _obtain(self) -> tuple[_Credentials, Literal["fetched", "cache-hit"]]:
+        # A cache that fails is skipped (see _cache_failed): it never costs credentials.
         cache = self._cache
-        if cache is None:
-            return self._fetch(), "fetched"
-        key = self._source.cache_key()
-        if key is None:
+        key = None if cache is None else self._source.cache_key()
+        if cache is None or key is None:
             return self._fetch(), "fetched"
         cached = self._from_cache(cache, key)
         if cached is not None:
@@ -760,14 +760,19 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
             )
 
     def _from_cache(self, cache: MutableMapping[str, Any], key: str) -> _Credentials | None:
+        credentials = None
         try:
             entry = cache[key]
-            credentials = _credentials_from_mapping(entry, self._now())
         except KeyError:
-            credentials = None
-        except Exception as error:  # a broken entry is a miss, never a failure
-            logger.debug("ignoring unusable cache entry for %s: %s", self._source.name, error)
-            credentials = None
+            entry = None
+        except Exception as error:
+            _cache_failed(cache, "read", error)
+            entry = None
+        if entry is not None:
+            try:
+                credentials = _credentials_from_mapping(entry, self._now())
+            except Exception as error:  # a broken entry is a miss, never a failure
+                logger.debug("ignoring unusable cache entry for %s: %s", self._source.name, error)
         if credentials is not None and self._is_fresh(credentials):
             logger.debug("cache hit for %s", self._source.name)
             return credentials
@@ -778,7 +783,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         try:
             cache[key] = credentials.to_cache_entry()
         except Exception as error:
-            logger.warning("could not write the credential cache for %s: %s", self._source.name, error)
+            _cache_failed(cache, "write", error)
 
     def _install(self, credentials: _Credentials) -> None:
         # The one place that writes botocore's private fields: botocore's
@@ -911,11 +916,16 @@ _MAX_ENTRY_BYTES = 64 * 1024
 _LOCK_TIMEOUT = 30.0
 _STALE_TEMP_SECONDS = 600.0
 _TEMP_PREFIX = ".tmp-"
+_LOCK_FOLDER = ".locks"
 _held_lock_files: set[int] = set()
 
 
 class UnsafeCacheError(PermissionError):
     """The cache folder cannot be trusted (a symlink, another owner, or writable by others)."""
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def _trust_problem(info: os.stat_result) -> str | None:
@@ -935,12 +945,17 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
     * Each key is hashed to a file name (no path traversal); each entry keeps
       only the credential fields and ISO 8601 UTC times.
     * Writes are atomic (temporary file in the folder, fsync, ``os.replace``).
-    * The folder is created 0700, files are 0600.
+    * The folder is created 0700, files are 0600. It holds only the entries
+      (``*.json``); lock files are in its hidden subfolder ``.locks``.
     * An empty, torn, corrupt or wrong-shaped file reads as a miss.
     * Nothing untrusted is used: a folder that is a symlink, belongs to another
       user or is writable by group or others is refused (reads miss, writes
-      raise :class:`UnsafeCacheError`); such a file is a miss. Each case is
-      logged as a warning.
+      raise :class:`UnsafeCacheError`); such a file is a miss. The folder is
+      checked before every read, write and lock. Each case is logged as a
+      warning.
+    * A folder that cannot be created or written (read-only file system, no
+      permission, no space left) is logged as one warning; writes raise the
+      ``OSError``, and the refresh engine goes on without the cache.
     * :meth:`lock` is a per-entry file lock with bounded waits; the refresh
       engine takes it so that processes sharing the folder fetch once.
     """
@@ -949,7 +964,7 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         path = dir_path if dir_path is not None else os.path.join("~", ".aws", "assume-role-chain", "cache")
         self.dir_path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         self.lock_timeout = lock_timeout
-        self._folder_ready = False
+        self._temp_files_checked = False
         self._warned: set[str] = set()
 
     def __repr__(self) -> str:
@@ -961,21 +976,27 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
     def _file_stem(key: str) -> str:
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
-    def _path(self, key: str, suffix: str = ".json") -> str:
+    def _path(self, key: str) -> str:
         if not isinstance(key, str):
             raise TypeError(f"cache keys are strings, not {type(key).__name__}")
-        return os.path.join(self.dir_path, self._file_stem(key) + suffix)
+        return os.path.join(self.dir_path, self._file_stem(key) + ".json")
+
+    def _lock_path(self, key: str) -> str:
+        return os.path.join(self.dir_path, _LOCK_FOLDER, self._file_stem(key) + ".lock")
 
     def _warn_once(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
             logger.warning("%s", message)
 
+    def _warn_unwritable(self, error: OSError) -> None:
+        self._warn_once(f"credential cache folder {self.dir_path} cannot be written ({_reason(error)}): not used")
+
     def _folder_problem(self) -> str | None:
         try:
             info = os.lstat(self.dir_path)
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # not there (yet): reads miss, the first write creates it
         except OSError as error:
             return f"cannot be examined ({error.strerror})"
         if not stat.S_ISDIR(info.st_mode) and not stat.S_ISLNK(info.st_mode):
@@ -989,14 +1010,20 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         return problem is None
 
     def _ensure_folder(self) -> None:
-        if self._folder_ready:
-            return
+        """Create the folder if needed and check that it can be trusted (before every write and lock)."""
         if not os.path.lexists(self.dir_path):
-            os.makedirs(self.dir_path, mode=0o700, exist_ok=True)
-        if not self._trusted_folder():
-            raise UnsafeCacheError(f"credential cache folder {self.dir_path} {self._folder_problem()}")
-        self._remove_stale_temp_files()
-        self._folder_ready = True
+            try:
+                os.makedirs(self.dir_path, mode=0o700, exist_ok=True)
+            except OSError as error:
+                self._warn_once(f"credential cache folder {self.dir_path} cannot be created ({_reason(error)}): not used")
+                raise
+        problem = self._folder_problem()
+        if problem is not None:
+            self._warn_once(f"credential cache folder {self.dir_path} {problem}: not used")
+            raise UnsafeCacheError(f"credential cache folder {self.dir_path} {problem}")
+        if not self._temp_files_checked:
+            self._remove_stale_temp_files()
+            self._temp_files_checked = True
 
     def _remove_stale_temp_files(self) -> None:
         cutoff = time.time() - _STALE_TEMP_SECONDS
@@ -1022,7 +1049,11 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         entry = {"Key": key, **{name: _jsonable(item) for name, item in value.items()}}
         data = json.dumps(entry, sort_keys=True).encode()
         self._ensure_folder()
-        self._write_atomically(self._path(key), data)
+        try:
+            self._write_atomically(self._path(key), data)
+        except OSError as error:
+            self._warn_unwritable(error)
+            raise
 
     def __delitem__(self, key: str) -> None:
         if not self._trusted_folder():
@@ -1042,14 +1073,21 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         for name in names:
             if name.endswith(".json") and not name.startswith(_TEMP_PREFIX):
                 entry = self._read(os.path.join(self.dir_path, name))
-                if entry is not None and isinstance(entry.get("Key"), str):
-                    yield entry["Key"]
+                key = entry.get("Key") if entry is not None else None
+                if isinstance(key, str) and self._file_stem(key) + ".json" == name:  # as cache[key] finds it
+                    yield key
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._read(self._path(key)) is not None
+        if not isinstance(key, str):
+            return False
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
 
     # -- files -------------------------------------------------------------------
 
@@ -1071,7 +1109,7 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
             fd = os.open(path, flags)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as error:
             self._warn_once(f"credential cache file {path} cannot be opened ({error.strerror}): treated as a miss")
@@ -1111,16 +1149,8 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         (a warning is logged): a stuck or killed process never blocks others
         for long, and a process that dies releases its lock with its files.
         """
-        if fcntl is None or not self._trusted_folder():
-            yield False
-            return
-        self._ensure_folder()
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-        path = self._path(key, ".lock")
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as error:  # e.g. a symlink planted in place of the lock file
-            self._warn_once(f"credential cache lock {path} cannot be opened ({error.strerror}): going on without it")
+        fd = self._open_lock_file(key) if fcntl is not None else None
+        if fd is None:
             yield False
             return
         _held_lock_files.add(fd)
@@ -1132,6 +1162,40 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
         finally:
             _held_lock_files.discard(fd)
             os.close(fd)  # closing releases the lock
+
+    def _open_lock_file(self, key: str) -> int | None:
+        """A descriptor of the entry's lock file, or ``None`` (warned) if there can be none."""
+        path = self._lock_path(key)
+        try:
+            self._ensure_folder()
+        except OSError:
+            return None  # warned
+        if not self._usable_lock_folder(os.path.dirname(path)):
+            return None
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            return os.open(path, flags, 0o600)
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # a symlink planted in place of the lock file
+                self._warn_once(f"credential cache lock {path} cannot be opened ({_reason(error)}): going on without it")
+            else:
+                self._warn_unwritable(error)
+            return None
+
+    def _usable_lock_folder(self, folder: str) -> bool:
+        """Whether the hidden lock subfolder exists (created 0700 if missing) and can be trusted."""
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
+            info = os.lstat(folder)
+        except OSError as error:
+            self._warn_unwritable(error)
+            return False
+        is_folder = stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode)
+        problem = _trust_problem(info) if is_folder else "is not a folder"
+        if problem is not None:
+            self._warn_once(f"credential cache lock folder {folder} {problem}: going on without locks")
+        return problem is None
 
 
 def _flock_with_deadline(fd: int, timeout: float) -> bool:
@@ -1154,9 +1218,38 @@ def _jsonable(value: Any) -> Any:
     return _iso(value) if isinstance(value, dt.datetime) else value
 
 
-def _entry_lock(cache: Any, key: str) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _entry_lock(cache: Any, key: str) -> Iterator[None]:
+    """Hold the cache's per-entry lock, if it has one and it works."""
     lock = getattr(cache, "lock", None)
-    return lock(key) if callable(lock) else contextlib.nullcontext()
+    with contextlib.ExitStack() as stack:
+        if callable(lock):
+            try:
+                stack.enter_context(lock(key))
+            except Exception as error:
+                _cache_failed(cache, "lock", error)
+        yield
+
+
+_cache_failures_warned: dict[tuple[int, str], object] = {}
+
+
+def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: Exception) -> None:
+    """Go on without a cache that raised: one warning per cache object and error type.
+
+    The warning names the cache's type and the error's type only: a user's
+    cache may quote the entry, secrets included, in its messages.
+    """
+    if isinstance(cache, JSONFileCache) and isinstance(error, OSError):
+        logger.debug("%r could not %s; going on without it", cache, action)  # it has warned, naming why
+        return
+    warned = (id(cache), type(error).__name__)
+    marker = object()
+    if _cache_failures_warned.setdefault(warned, marker) is not marker:
+        return
+    with contextlib.suppress(TypeError):  # forget it with the cache (if it can be weakly referenced)
+        weakref.finalize(cache, _cache_failures_warned.pop, warned, None)
+    logger.warning("credential cache %s failed to %s (%s); going on without it", type(cache).__name__, action, warned[1])
 
 
 # ---------------------------------------------------------------------------

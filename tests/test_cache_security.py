@@ -111,7 +111,7 @@ def test_an_untrusted_folder_is_refused(tmp_path: Path, caplog: pytest.LogCaptur
     assert planted.exists()
     assert {path.name: path.read_bytes() for path in real.iterdir()} == before, "the untrusted folder was changed"
     refused = [m for m in warnings_of(caplog) if m.startswith(f"credential cache folder {folder} {reason}")]
-    assert len(refused) == 1, f"expected one clear warning, got {warnings_of(caplog)}"
+    assert len(refused) == 1 and len(warnings_of(caplog)) == 1, f"expected one clear warning, got {warnings_of(caplog)}"
 
 
 @pytest.mark.parametrize("case", list(UNTRUSTED_FOLDERS))
@@ -202,7 +202,9 @@ def test_an_untrusted_entry_is_a_miss_and_gets_replaced(tmp_path: Path, caplog: 
 def test_a_symlinked_lock_file_is_not_followed_and_does_not_block_credentials(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cache, _ = _planted_entry(tmp_path)
     target = tmp_path / "elsewhere.lock"
-    Path(cache._path(KEY, ".lock")).symlink_to(target)
+    lock = Path(cache._lock_path(KEY))
+    lock.parent.mkdir(mode=0o700)
+    lock.symlink_to(target)
     with caplog.at_level(logging.WARNING, logger="assume_role_chain"):
         assert engine_access_key(cache) == "ASIAFETCHEDFRESHLY00"
     assert not target.exists(), "the lock's symlink was followed"
