@@ -65,7 +65,7 @@ def test_errors_go_to_stderr_with_exit_status_1(iot: IoTWorld) -> None:
     assert result.stderr.strip().startswith("iot_x509: IoTHTTPError: HTTP 403 Forbidden from https://localhost:")
     assert result.stderr.strip().endswith(": Certificate is not active")
     invalid = run([*cli_args(iot), "--role-alias", "bad alias"])
-    assert invalid.returncode == 1 and "IoTConfigError: role_alias must be" in invalid.stderr
+    assert invalid.returncode == 1 and "IoTConfigError: --role-alias must be" in invalid.stderr
 
 
 def test_the_example_device_script(iot: IoTWorld, mosquitto: Broker) -> None:
