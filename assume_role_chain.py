@@ -59,6 +59,7 @@ import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
 import botocore.loaders
+import botocore.parsers
 import botocore.session
 import botocore.validate
 
@@ -2519,6 +2520,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except botocore.exceptions.ClientError as error:
         info = error.response.get("Error", {})
         _fail(f"AssumeRole refused [{_one_line(str(info.get('Code')))}]: {_one_line(str(info.get('Message')))}")
+        return EXIT_ASSUME_ROLE_FAILED
+    except botocore.parsers.ResponseParserError as error:  # its text ends with the whole answer
+        _fail(f"AssumeRole failed: {_one_line(str(error).splitlines()[0])}")
         return EXIT_ASSUME_ROLE_FAILED
     except (botocore.exceptions.BotoCoreError, OSError) as error:
         _fail(f"AssumeRole failed: {_one_line(error)}")
