@@ -536,10 +536,11 @@ def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
             "credentials are missing the field(s) " + ", ".join(missing)
         )
     access_key, secret_key, token, expiry = (data[name] for name in fields)
-    for name, value in zip(fields[:3], (access_key, secret_key, token), strict=True):
+    secrets_and_key = dict(zip(fields[:3], (access_key, secret_key, token), strict=True))
+    for name, value in secrets_and_key.items():
         if not isinstance(value, str):
             raise InvalidCredentialsError(f"{name} must be a string")
-    unsafe = _unsafe_credential_fields(dict(zip(fields[:3], (access_key, secret_key, token), strict=True)))
+    unsafe = _unsafe_credential_fields(secrets_and_key)
     if unsafe:
         raise InvalidCredentialsError(
             f"{', '.join(unsafe)} hold(s) whitespace or control characters: refused"
@@ -2312,6 +2313,9 @@ def _redact_values(message: str, argv: Sequence[str]) -> str:
     Option names stay (``--token-code ***``): a usage error must not echo an
     MFA code or a PIN typed after a misspelt option.
     """
+    for arg in argv:  # -xVALUE: a short option with its value attached
+        if re.fullmatch(r"-[^-\d].+", arg) and "=" not in arg:
+            message = re.sub(rf"(?<!\S){re.escape(arg)}(?!\S)", arg[:2] + _REDACTED, message)
     values = {arg.partition("=")[2] if arg.startswith("-") else arg for arg in argv} - {""}
     for value in sorted(values, key=len, reverse=True):
         message = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", _REDACTED, message)

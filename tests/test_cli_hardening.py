@@ -190,6 +190,7 @@ def test_env_output_works_with_export_and_eval(aws_env: str) -> None:
         ["--TokenCode=493817", "--bogus"],
         ["--TokenCode", "493817", "--bogus", "493817"],
         ["--whoami=493817"],
+        ["-t493817"],
         ["--DurationSeconds", "493817x"],
         ["--output", "493817"],
     ],

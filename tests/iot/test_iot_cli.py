@@ -106,7 +106,7 @@ def test_hostile_credential_values_are_refused_without_echo(iot: IoTWorld) -> No
 
 
 def test_usage_errors_redact_values(iot: IoTWorld) -> None:
-    for extra in (["--pin", "987654"], ["--pin=987654"], ["--slot-id", "987654x"], ["--timeout", "987654x"]):
+    for extra in (["--pin", "987654"], ["--pin=987654"], ["-p987654"], ["--slot-id", "987654x"], ["--timeout", "987654x"]):
         result = run([*cli_args(iot), *extra])
         assert result.returncode == 1 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and "987654" not in result.stderr
