@@ -1198,13 +1198,14 @@ EXIT_CLOSED_STDOUT = 141  # 128 + SIGPIPE, as a shell reports for `cat` in `cat 
 _CLI_FLAGS = {
     "cert": "--cert", "key": "--key", "ca": "--ca", "role_alias": "--role-alias",
     "endpoint": "--endpoint", "thing_name": "--thing-name", "timeout": "--timeout",
-    "pkcs11": "--pkcs11-lib", "pkcs11_lib": "--pkcs11-lib", "slot_id": "--slot-id",
+    "pkcs11": "PKCS#11", "pkcs11_lib": "--pkcs11-lib", "slot_id": "--slot-id",
     "token_label": "--token-label", "private_key_label": "--private-key-label",
     "user_pin": f"${PIN_ENV}",
 }
 _NAMES = "|".join(sorted(_CLI_FLAGS, key=len, reverse=True))
 _PARAMETER_RE = re.compile(
-    rf"^pkcs11: '(?P<inner>{_NAMES})'"  # pkcs11: 'slot_id' must be ...
+    r"^(?P<library>pkcs11)(?=: (?:the )?library)"  # pkcs11: library not found: ...
+    rf"|^pkcs11: '(?P<inner>{_NAMES})'"  # pkcs11: 'slot_id' must be ...
     rf"|^(?P<first>{_NAMES})\b"  # ca: cannot read ..., key holds no ...
     rf"|'(?P<quoted>{_NAMES})'"
     rf"|(?<![-\w])(?P<keyword>{_NAMES})="  # pass ca= with the CA ...
@@ -1214,7 +1215,11 @@ _PARAMETER_RE = re.compile(
 
 def _with_flag_names(message: str) -> str:
     """A library message as the command line says it: ``--ca``, not ``ca=``."""
-    return _PARAMETER_RE.sub(lambda match: _CLI_FLAGS[next(name for name in match.groups() if name)], message)
+
+    def flag(match: re.Match[str]) -> str:
+        return "--pkcs11-lib" if match["library"] else _CLI_FLAGS[next(name for name in match.groups() if name)]
+
+    return _PARAMETER_RE.sub(flag, message)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
