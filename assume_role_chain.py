@@ -60,6 +60,7 @@ import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
 import botocore.loaders
+import botocore.parsers
 import botocore.session
 import botocore.validate
 
@@ -103,6 +104,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())  # applications choose where records go
 
 #: Pass as ``RoleSessionName`` to force a generated session name even when
 #: ``SourceIdentity`` is given. It contains characters STS never accepts, so
@@ -512,6 +514,16 @@ _STS_FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
 _BOTOCORE_FIELDS = ("access_key", "secret_key", "token", "expiry_time")
 
 
+def _unsafe_credential_fields(fields: Mapping[str, str]) -> list[str]:
+    """The names of the fields whose value holds whitespace or a control character.
+
+    Real keys, secrets and tokens never do. Such a value, from a hostile or
+    broken endpoint, could inject lines into a shell (``eval "$(...)"``) or an
+    HTTP header, so it is refused wherever credentials are read, and never echoed.
+    """
+    return [name for name, value in fields.items() if not value.isprintable() or " " in value]
+
+
 def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
     """Read the STS shape or botocore's shape into a credential record."""
     if not isinstance(data, Mapping):
@@ -525,9 +537,15 @@ def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
             "credentials are missing the field(s) " + ", ".join(missing)
         )
     access_key, secret_key, token, expiry = (data[name] for name in fields)
-    for name, value in zip(fields[:3], (access_key, secret_key, token), strict=True):
+    secrets_and_key = dict(zip(fields[:3], (access_key, secret_key, token), strict=True))
+    for name, value in secrets_and_key.items():
         if not isinstance(value, str):
             raise InvalidCredentialsError(f"{name} must be a string")
+    unsafe = _unsafe_credential_fields(secrets_and_key)
+    if unsafe:
+        raise InvalidCredentialsError(
+            f"{', '.join(unsafe)} hold(s) whitespace or control characters: refused"
+        )
     issued_value = data.get("Issued")
     issued = _to_utc(issued_value, "Issued") if issued_value else received
     account_id = data.get("AccountId") or data.get("account_id")
@@ -2309,34 +2327,59 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 EXIT_BAD_ARGUMENTS = 2
 EXIT_NO_CREDENTIALS = 3
 EXIT_ASSUME_ROLE_FAILED = 4
+EXIT_CLOSED_STDOUT = 141  # 128 + SIGPIPE, what a shell reports for `cat` in `cat | head -c1`
+
+_REDACTED = "***"
 
 
 class _UsageError(Exception):
     pass
 
 
-def _json_object(text: str) -> Any:
+def _json_value(text: str, expected: str) -> Any:
     try:
-        value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a JSON object") from None
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise argparse.ArgumentTypeError(f"must be {expected}; this is not valid JSON") from None
+
+
+def _json_object(text: str) -> Any:
+    value = _json_value(text, "a JSON object")
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object")
     return value
 
 
+def _looks_like_json(text: str) -> bool:
+    return text.lstrip()[:1] in ("[", "{")
+
+
 def _string_list(text: str) -> list[str]:
-    if text.lstrip().startswith("["):
-        value = json.loads(text)
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return value
-        raise argparse.ArgumentTypeError("must be a JSON list of strings")
-    return [item.strip() for item in text.split(",") if item.strip()]
+    """``a,b`` or a JSON list of strings."""
+    if not _looks_like_json(text):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    value = _json_value(text, "Key1,Key2 or a JSON list of strings")
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise argparse.ArgumentTypeError("must be Key1,Key2 or a JSON list of strings")
+
+
+def _policy_arns(text: str) -> list[Any]:
+    """``Arn1,Arn2``, a JSON list of ARNs, or the API's JSON list of ``{"arn": ...}`` objects."""
+    if not _looks_like_json(text):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    value = _json_value(text, 'Arn1,Arn2 or a JSON list of ARNs or of {"arn": ARN} objects')
+    if isinstance(value, list) and all(
+        isinstance(item, str) or (isinstance(item, dict) and set(item) == {"arn"} and isinstance(item["arn"], str))
+        for item in value
+    ):
+        return value
+    raise argparse.ArgumentTypeError('must be Arn1,Arn2 or a JSON list of ARNs or of {"arn": ARN} objects')
 
 
 def _key_values(text: str) -> dict[str, str]:
     """``Key=Value,Key2=Value2`` or a JSON object (values may contain '=')."""
-    if text.lstrip().startswith("{"):
+    if _looks_like_json(text):
         value = _json_object(text)
         if not all(isinstance(v, str) for v in value.values()):
             raise argparse.ArgumentTypeError("tag values must be strings")
@@ -2345,14 +2388,44 @@ def _key_values(text: str) -> dict[str, str]:
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"{item!r} is not Key=Value")
+            raise argparse.ArgumentTypeError("must be Key=Value,Key2=Value2 or a JSON object")
         pairs[key.strip()] = value.strip()
     return pairs
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+
+
+def _redact_values(message: str, argv: Sequence[str]) -> str:
+    """``message`` with every value typed on the command line replaced by ``***``.
+
+    Option names stay (``--token-code ***``): a usage error must not echo an
+    MFA code or a PIN typed after a misspelt option.
+    """
+    for arg in argv:  # -xVALUE: a short option with its value attached
+        if re.fullmatch(r"-[^-\d].+", arg) and "=" not in arg:
+            message = re.sub(rf"(?<!\S){re.escape(arg)}(?!\S)", arg[:2] + _REDACTED, message)
+    values = {arg.partition("=")[2] if arg.startswith("-") else arg for arg in argv} - {""}
+    for value in sorted(values, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", _REDACTED, message)
+    return message
+
+
 class _Parser(argparse.ArgumentParser):
+    """Usage errors become one redacted line; ``main`` prints it."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self._argv, namespace)
+
     def error(self, message: str) -> Any:
-        raise _UsageError(message)
+        raise _UsageError(_redact_values(message, self._argv))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -2363,20 +2436,28 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("RoleArn", nargs="+", help="role ARN; several make a chain A -> B -> C")
     parser.add_argument("--profile", help="AWS config profile of the starting credentials")
     parser.add_argument("--region", help="region for STS and the printed session")
-    parser.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
+    cache.add_argument("--no-cache", action="store_true", help="no file cache, even for --output credential-process")
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--env", dest="format", action="store_const", const="env", help="print KEY=value lines (default)")
-    output.add_argument("--json", dest="format", action="store_const", const="json", help="print credential_process JSON")
+    output.add_argument(
+        "--output", dest="format", choices=("env", "json", "credential-process"),
+        help="env: shell-quoted KEY=value lines (default); json: credential_process JSON; "
+        "credential-process: the same JSON, cached in ~/.aws/assume-role-chain/cache unless --no-cache",
+    )
+    output.add_argument("--env", dest="format", action="store_const", const="env", help="same as --output env")
+    output.add_argument("--json", dest="format", action="store_const", const="json", help="same as --output json")
     parser.set_defaults(format="env")
     parser.add_argument("--RoleSessionName")
-    parser.add_argument("--PolicyArns", type=_string_list, help="Arn1,Arn2 or a JSON list")
+    parser.add_argument("--PolicyArns", type=_policy_arns, help='Arn1,Arn2, a JSON list of ARNs or of {"arn": ARN} objects')
     parser.add_argument("--Policy", type=_json_object, help="JSON object")
-    parser.add_argument("--DurationSeconds", type=int)
+    parser.add_argument("--DurationSeconds", type=_whole_number)
     parser.add_argument("--Tags", type=_key_values, help="Key=Value,Key2=Value2 or a JSON object")
     parser.add_argument("--TransitiveTagKeys", type=_string_list, help="Key1,Key2 or a JSON list")
     parser.add_argument("--ExternalId")
     parser.add_argument("--SourceIdentity")
-    parser.add_argument("--SerialNumber", help="MFA device (first hop only)")
+    parser.add_argument("--SerialNumber", help="MFA device (first hop only); without --TokenCode or "
+                        "--mfa-command the code is read from the terminal, or a line of standard input")
     parser.add_argument("--TokenCode", help="MFA code (first hop only)")
     parser.add_argument("--mfa-command", help="command that prints an MFA code (first hop only)")
     parser.add_argument("--additional-kwargs", type=_json_object, help="JSON object of further AssumeRole parameters")
@@ -2386,6 +2467,34 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 _CHAIN_WIDE = ("RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags", "TransitiveTagKeys", "ExternalId", "SourceIdentity")
+
+
+class _TokenCodeReader:
+    """Reads an MFA code when a fetch needs one: from the terminal, else one line of stdin."""
+
+    def __init__(self, serial_number: str) -> None:
+        self.serial_number = serial_number
+
+    def __call__(self) -> str:
+        if sys.stdin is not None and sys.stdin.isatty():
+            code, source = getpass.getpass(f"MFA code for {self.serial_number}: "), "the terminal"
+        else:
+            code, source = (sys.stdin.readline() if sys.stdin is not None else ""), "standard input"
+        code = code.strip()
+        if not code:
+            raise MFATokenError(f"no MFA code for {self.serial_number} on {source}")
+        if not _TOKEN_RE.fullmatch(code):
+            raise MFATokenError(f"the MFA code read from {source} is not six digits")
+        return code
+
+
+def _cache_from_args(args: argparse.Namespace) -> JSONFileCache | None:
+    """``--cache-dir``; else, for ``--output credential-process``, the default folder."""
+    if args.cache_dir:
+        return JSONFileCache(args.cache_dir)
+    if args.format == "credential-process" and not args.no_cache:
+        return JSONFileCache()
+    return None
 
 
 def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
@@ -2398,20 +2507,25 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
     common = {name: getattr(args, name) for name in _CHAIN_WIDE if getattr(args, name) is not None}
     if args.additional_kwargs:
         common["additional_kwargs"] = args.additional_kwargs
-    if args.cache_dir:
-        common["cache"] = JSONFileCache(args.cache_dir)
+    cache = _cache_from_args(args)
+    if cache is not None:
+        common["cache"] = cache
     if args.sts_client_kwargs:
         common["sts_client_kwargs"] = STSClientConfig(args.sts_client_kwargs)
     first: JSONDict = {"RoleArn": args.RoleArn[0]}
-    for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", args.mfa_command)):
+    mfa_source: Any = args.mfa_command
+    if args.SerialNumber is not None and args.TokenCode is None and mfa_source is None:
+        mfa_source = _TokenCodeReader(args.SerialNumber)
+    for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", mfa_source)):
         if value is not None:
             first[name] = value
     return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
 
 
-def _print_credentials(session: boto3.Session, output: str) -> None:
+def _credentials_text(session: boto3.Session, output: str) -> str:
+    """``credential_process`` JSON, or ``KEY=value`` lines quoted for a POSIX shell."""
     current = get_credentials(session)
-    if output == "json":
+    if output in ("json", "credential-process"):
         data: JSONDict = {
             "Version": 1,
             "AccessKeyId": current["access_key"],
@@ -2420,52 +2534,109 @@ def _print_credentials(session: boto3.Session, output: str) -> None:
         }
         if current["expiry_time"]:
             data["Expiration"] = current["expiry_time"]
-        print(json.dumps(data, indent=2))
-        return
-    lines = [
-        f"AWS_ACCESS_KEY_ID={current['access_key']}",
-        f"AWS_SECRET_ACCESS_KEY={current['secret_key']}",
-        f"AWS_SESSION_TOKEN={current['token']}",
-    ]
-    if current["expiry_time"]:
-        lines.append(f"AWS_CREDENTIALS_EXPIRATION={current['expiry_time']}")
-    print("\n".join(lines))
+        return json.dumps(data, indent=2)
+    names = {
+        "AWS_ACCESS_KEY_ID": current["access_key"],
+        "AWS_SECRET_ACCESS_KEY": current["secret_key"],
+        "AWS_SESSION_TOKEN": current["token"],
+        "AWS_CREDENTIALS_EXPIRATION": current["expiry_time"],
+    }
+    return "\n".join(f"{name}={shlex.quote(value)}" for name, value in names.items() if value)
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _silence_closed_stdout() -> None:
+    """Point fd 1 at /dev/null so that the interpreter's last flush cannot fail either."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+class _HeldWarnings(logging.Handler):
+    """Keeps the library's warnings while the command runs, as one line each.
+
+    ``main`` prints them after a success; a failure prints its one line only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(_one_line(record.getMessage()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print credentials for a role or a chain of roles.
 
     Exit codes: 0 success, 2 bad arguments, 3 no starting credentials,
-    4 AssumeRole refused or failed.
+    4 AssumeRole refused or failed, 141 standard output closed early.
+    Every failure is one line on stderr.
     """
+    held = _HeldWarnings()
+    logger.addHandler(held)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            code = _run(argv)
+        if code == 0:
+            lines = held.lines + [_one_line(w.message) for w in caught if issubclass(w.category, UserWarning)]
+            for line in dict.fromkeys(lines):  # a warning both logged and warned is printed once
+                print(f"assume-role-chain: warning: {line}", file=sys.stderr)
+        return code
+    finally:
+        logger.removeHandler(held)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         session = _chain_from_args(args)
         if args.whoami:
-            print(json.dumps(whoami(session), indent=2))
+            _write_stdout(json.dumps(whoami(session), indent=2))
         else:
-            _print_credentials(session, args.format)
+            _write_stdout(_credentials_text(session, args.format))
+    except BrokenPipeError:
+        _silence_closed_stdout()
+        return EXIT_CLOSED_STDOUT
     except _UsageError as error:
-        print(f"assume-role-chain: bad arguments: {error}", file=sys.stderr)
+        _fail(f"bad arguments: {_one_line(error)}")
         return EXIT_BAD_ARGUMENTS
     except botocore.exceptions.ParamValidationError as error:
-        print(f"assume-role-chain: bad arguments: {_one_line(error)}", file=sys.stderr)
+        report = str(error.kwargs.get("report", error))
+        _fail(f"bad arguments: {_one_line('; '.join(report.splitlines()))}")
         return EXIT_BAD_ARGUMENTS
     except (botocore.exceptions.NoCredentialsError, botocore.exceptions.ProfileNotFound) as error:
-        print(f"assume-role-chain: no starting credentials: {_one_line(error)}", file=sys.stderr)
+        _fail(f"no starting credentials: {_one_line(error)}")
         return EXIT_NO_CREDENTIALS
     except botocore.exceptions.ClientError as error:
         info = error.response.get("Error", {})
-        print(f"assume-role-chain: AssumeRole refused [{info.get('Code')}]: {info.get('Message')}", file=sys.stderr)
+        _fail(f"AssumeRole refused [{_one_line(str(info.get('Code')))}]: {_one_line(str(info.get('Message')))}")
+        return EXIT_ASSUME_ROLE_FAILED
+    except botocore.parsers.ResponseParserError as error:  # its text ends with the whole answer
+        _fail(f"AssumeRole failed: {_one_line(str(error).splitlines()[0])}")
         return EXIT_ASSUME_ROLE_FAILED
     except (botocore.exceptions.BotoCoreError, OSError) as error:
-        print(f"assume-role-chain: AssumeRole failed: {_one_line(error)}", file=sys.stderr)
+        _fail(f"AssumeRole failed: {_one_line(error)}")
         return EXIT_ASSUME_ROLE_FAILED
     return 0
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+def _fail(message: str) -> None:
+    print(f"assume-role-chain: {message}", file=sys.stderr)
+
+
+def _one_line(text: object) -> str:
+    """``text`` on one line: control characters (newlines included) are escaped, as ``\\n``."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+        for ch in str(text)
+    )
 
 
 if hasattr(os, "register_at_fork"):

@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())  # applications choose where records go
 
 PemInput = Union[str, bytes, "os.PathLike[str]"]
 Transport = Literal["auto", "ssl", "awscrt"]
@@ -1249,13 +1250,50 @@ def _finish_signing(future: Any, args: Any, token: str | None) -> None:
 # ---------------------------------------------------------------------------
 
 PIN_ENV = "IOT_X509_PKCS11_PIN"
+EXIT_FAILED = 1
+EXIT_CLOSED_STDOUT = 141  # 128 + SIGPIPE, as a shell reports for `cat` in `cat | head -c1`
+
+# Library parameters as the command line spells them (messages name the flags).
+_CLI_FLAGS = {
+    "cert": "--cert", "key": "--key", "ca": "--ca", "role_alias": "--role-alias",
+    "endpoint": "--endpoint", "thing_name": "--thing-name", "timeout": "--timeout",
+    "pkcs11": "PKCS#11", "pkcs11_lib": "--pkcs11-lib", "slot_id": "--slot-id",
+    "token_label": "--token-label", "private_key_label": "--private-key-label",
+    "user_pin": f"${PIN_ENV}",
+}
+_NAMES = "|".join(sorted(_CLI_FLAGS, key=len, reverse=True))
+_PARAMETER_RE = re.compile(
+    r"^(?P<library>pkcs11)(?=: (?:the )?library)"  # pkcs11: library not found: ...
+    rf"|^pkcs11: '(?P<inner>{_NAMES})'"  # pkcs11: 'slot_id' must be ...
+    rf"|^(?P<first>{_NAMES})\b"  # ca: cannot read ..., key holds no ...
+    rf"|'(?P<quoted>{_NAMES})'"
+    rf"|(?<![-\w])(?P<keyword>{_NAMES})="  # pass ca= with the CA ...
+    rf"|(?<![-\w])(?P<compound>{'|'.join(name for name in _CLI_FLAGS if '_' in name)})\b"
+)
+
+
+def _with_flag_names(message: str) -> str:
+    """A library message as the command line says it: ``--ca``, not ``ca=``."""
+
+    def flag(match: re.Match[str]) -> str:
+        return "--pkcs11-lib" if match["library"] else _CLI_FLAGS[next(name for name in match.groups() if name)]
+
+    return _PARAMETER_RE.sub(flag, message)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """Bad arguments become one IoTConfigError line, like every other error."""
+    """Bad arguments become one IoTConfigError line, like every other error, values redacted."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self._argv, namespace)
 
     def error(self, message: str) -> Any:
-        raise IoTConfigError(f"bad arguments: {message}")
+        from assume_role_chain import _redact_values
+
+        raise IoTConfigError(f"bad arguments: {_redact_values(message, self._argv)}")
 
 
 def _argument_parser() -> argparse.ArgumentParser:
@@ -1270,12 +1308,34 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint", required=True, help="credentials-provider endpoint host[:port]")
     parser.add_argument("--thing-name")
     parser.add_argument("--ca", help="CA bundle for the endpoint (PEM file)")
-    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=_seconds, default=10.0)
     parser.add_argument("--pkcs11-lib", help="PKCS#11 library (.so) holding the key")
     parser.add_argument("--token-label")
-    parser.add_argument("--slot-id", type=int)
+    parser.add_argument("--slot-id", type=_slot_number)
     parser.add_argument("--private-key-label")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+
+
+def _slot_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+
+
+def _parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _argument_parser()
+    args = parser.parse_args(argv)
+    if (args.key is None) == (args.pkcs11_lib is None):
+        parser.error("give exactly one of --key and --pkcs11-lib")
+    return args
 
 
 def _pkcs11_from_args(args: argparse.Namespace) -> Pkcs11Config | None:
@@ -1301,18 +1361,30 @@ def credential_process_json(credentials: Mapping[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m iot_x509``: print credential_process JSON; 1 on error."""
+    """``python -m iot_x509``: print credential_process JSON.
+
+    Exit codes: 0 success, 1 any error (one line on stderr), 141 standard
+    output closed early.
+    """
     try:
-        args = _argument_parser().parse_args(argv)
+        args = _parse_command_line(argv)
         provider = IoTCredentialsProvider(
             args.cert, args.key, args.role_alias, endpoint=args.endpoint,
             thing_name=args.thing_name, ca=args.ca, pkcs11=_pkcs11_from_args(args),
             timeout=args.timeout,
         )
-        print(credential_process_json(provider()))
+        sys.stdout.write(credential_process_json(provider()) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        from assume_role_chain import _silence_closed_stdout
+
+        _silence_closed_stdout()
+        return EXIT_CLOSED_STDOUT
     except IoTError as error:
-        print(f"iot_x509: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        from assume_role_chain import _one_line
+
+        print(f"iot_x509: {type(error).__name__}: {_one_line(_with_flag_names(str(error)))}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -16,6 +16,7 @@ import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
 import botocore.loaders
+import botocore.parsers
 import botocore.session
 import botocore.validate
 
@@ -138,4 +139,5 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]: ...
 EXIT_BAD_ARGUMENTS: int
 EXIT_NO_CREDENTIALS: int
 EXIT_ASSUME_ROLE_FAILED: int
+EXIT_CLOSED_STDOUT: int
 def main(argv: Sequence[str] | None=None) -> int: ...

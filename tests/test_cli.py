@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,10 +22,30 @@ import assume_role_chain as arc
 from tests.conftest import role_arn
 
 SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
+SERIAL = "arn:aws:iam::123456789012:mfa/cli-user"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60, env=os.environ.copy())
+def run_cli(*args: str, stdin: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")} if home else {})}
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60, env=env, input=stdin)
+
+
+@pytest.fixture
+def cli_requests(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[str]]]:
+    """Form fields of the AssumeRole requests that in-process ``main`` calls send."""
+    sent: list[dict[str, list[str]]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        sent.append(urllib.parse.parse_qs(body))
+
+    class WatchedSession(boto3.Session):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._session.register("before-send.sts.AssumeRole", record)
+
+    monkeypatch.setattr(boto3, "Session", WatchedSession)
+    return sent
 
 
 def test_env_output_is_export_friendly(aws_env: str) -> None:
@@ -52,23 +78,14 @@ def test_several_arns_make_a_chain(aws_env: str, capsys: pytest.CaptureFixture[s
     assert sts_calls() == 3
 
 
-def test_options_reach_sts(aws_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[dict[str, list[str]]] = []
-    import urllib.parse
-
-    class WatchedSession(boto3.Session):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            self._session.register("before-send.sts.AssumeRole", lambda request, **_: sent.append(urllib.parse.parse_qs(request.body.decode() if isinstance(request.body, bytes) else request.body)))
-
-    monkeypatch.setattr(boto3, "Session", WatchedSession)
+def test_options_reach_sts(cli_requests: list[dict[str, list[str]]], capsys: pytest.CaptureFixture[str]) -> None:
     code = arc.main([
         role_arn("A"), "--Tags", "team=blue,cost=a=b", "--PolicyArns", "arn:aws:iam::aws:policy/ReadOnlyAccess",
         "--Policy", '{"Version": "2012-10-17", "Statement": []}', "--DurationSeconds", "1200",
         "--TransitiveTagKeys", "team", "--ExternalId", "ext-1", "--SourceIdentity", "carol",
     ])
     assert code == 0, capsys.readouterr().err
-    [fields] = sent
+    [fields] = cli_requests
     tags = {fields[f"Tags.member.{i}.Key"][0]: fields[f"Tags.member.{i}.Value"][0] for i in (1, 2)}
     assert tags == {"team": "blue", "cost": "a=b"}
     assert fields["PolicyArns.member.1.arn"] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
@@ -90,12 +107,22 @@ def test_tags_as_json(aws_env: str, capsys: pytest.CaptureFixture[str]) -> None:
         ([role_arn("A"), "--Tags", "novalue"], "Tags"),
         ([role_arn("A"), "--Policy", "[1]"], "Policy"),
         ([role_arn("A"), "--env", "--json"], "--json"),
+        ([role_arn("A"), "--TransitiveTagKeys", '{"a": "b"}'], "--TransitiveTagKeys"),
+        ([role_arn("A"), "--TransitiveTagKeys", "[oops"], "--TransitiveTagKeys"),
+        ([role_arn("A"), "--PolicyArns", "[oops"], "--PolicyArns"),
+        ([role_arn("A"), "--PolicyArns", '[{"arn": 1}]'], "--PolicyArns"),
+        ([role_arn("A"), "--PolicyArns", '[{"Arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}]'], "--PolicyArns"),
+        ([role_arn("A"), "--Tags", "[1]"], "--Tags"),
+        ([role_arn("A"), "--Policy", "{oops"], "--Policy"),
+        ([role_arn("A"), "--output", "yaml"], "--output"),
+        ([role_arn("A"), "--no-cache", "--cache-dir", "/tmp/x"], "--cache-dir"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(aws_env: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     assert arc.main(args) == arc.EXIT_BAD_ARGUMENTS
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert not re.search(r"(?<![\w-])_[a-z]", err), "no message names an internal function"
 
 
 def test_no_credentials_exit_3(aws_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,3 +189,104 @@ def test_module_entry_point(aws_env: str) -> None:
     result = subprocess.run([sys.executable, "-m", "assume_role_chain", role_arn("A"), "--json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["Version"] == 1
+
+
+def test_policy_arns_in_the_api_shape(cli_requests: list[dict[str, list[str]]], capsys: pytest.CaptureFixture[str]) -> None:
+    """aws-assume-role-lib's documented form: a JSON list of {"arn": ...} objects."""
+    policies = ["arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::123456789012:policy/Extra"]
+    forms = [",".join(policies), json.dumps(policies), json.dumps([{"arn": arn} for arn in policies])]
+    for form in forms:
+        assert arc.main([role_arn("A"), "--PolicyArns", form]) == 0, capsys.readouterr().err
+    assert [[fields[f"PolicyArns.member.{i}.arn"][0] for i in (1, 2)] for fields in cli_requests] == [policies] * 3
+
+
+def test_mfa_code_from_a_pipe_on_stdin(cli_requests: list[dict[str, list[str]]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"654321\n")
+    os.close(write_end)
+    with os.fdopen(read_end) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert arc.main([role_arn("A"), "--SerialNumber", SERIAL]) == 0, capsys.readouterr().err
+    assert "AWS_SESSION_TOKEN=" in capsys.readouterr().out
+    [fields] = cli_requests
+    assert fields["SerialNumber"] == [SERIAL] and fields["TokenCode"] == ["654321"]
+
+
+def test_mfa_code_from_stdin_through_the_installed_command(aws_env: str) -> None:
+    result = run_cli(role_arn("A"), "--SerialNumber", SERIAL, "--json", stdin="135790\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Version"] == 1 and result.stderr == ""
+    for bad in ("", "12345\n", "1234567\n", "abcdef\n"):
+        failed = run_cli(role_arn("A"), "--SerialNumber", SERIAL, stdin=bad)
+        assert failed.returncode == arc.EXIT_ASSUME_ROLE_FAILED and failed.stdout == ""
+        assert failed.stderr.count("\n") == 1 and "MFA code" in failed.stderr
+        assert bad.strip() == "" or bad.strip() not in failed.stderr
+
+
+def test_mfa_code_from_a_real_terminal(aws_env: str) -> None:
+    pid, fd = pty.fork()  # the child gets a real controlling terminal
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(SCRIPT, [SCRIPT, role_arn("A"), "--SerialNumber", SERIAL])
+    output = b""
+    try:
+        output += read_terminal(fd, b"MFA code for " + SERIAL.encode())
+        os.write(fd, b"246810\n")
+        output += read_terminal(fd)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"AWS_ACCESS_KEY_ID=ASIA" in output
+    assert b"246810" not in output, "the code is not echoed"
+
+
+def read_terminal(fd: int, marker: bytes | None = None, timeout: float = 60) -> bytes:
+    """Read the terminal until ``marker`` appears, or until the child closes it."""
+    data = b""
+    while marker is None or marker not in data:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"{marker!r} not in {data!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_credential_process_output_is_cached_by_default(aws_env: str, tmp_path: Path, sts_calls: Callable[[], int]) -> None:
+    """The SDKs re-run a credential_process whose credentials expire within 15 minutes."""
+    args = (role_arn("A"), "--output", "credential-process", "--DurationSeconds", "900", "--RoleSessionName", "proc")
+    outputs = [run_cli(*args, home=tmp_path) for _ in range(2)]
+    assert [result.returncode for result in outputs] == [0, 0], outputs[0].stderr
+    assert outputs[0].stdout == outputs[1].stdout and json.loads(outputs[0].stdout)["Version"] == 1
+    assert sts_calls() == 1
+    assert len(list((tmp_path / ".aws" / "assume-role-chain" / "cache").glob("*.json"))) == 1
+    for _ in range(2):
+        assert run_cli(*args, "--no-cache", home=tmp_path).returncode == 0
+    assert sts_calls() == 3
+    for _ in range(2):
+        assert run_cli(role_arn("A"), "--json", "--DurationSeconds", "900", home=tmp_path).returncode == 0
+    assert sts_calls() == 5, "--json does not cache unless --cache-dir is given"
+
+
+def test_credential_process_with_900_s_credentials_costs_one_assume_role(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sts_calls: Callable[[], int]) -> None:
+    """botocore re-runs the command before every call here; the cache answers it."""
+    Path(os.environ["AWS_CONFIG_FILE"]).write_text(
+        "[profile short]\n"
+        f"credential_process = {SCRIPT} {role_arn('A')} --DurationSeconds 900 --output credential-process\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sts = boto3.Session(profile_name="short").client("sts")
+    for _ in range(3):
+        assert sts.get_caller_identity()["Arn"].startswith("arn:aws:sts::123456789012:assumed-role/A/")
+    assert sts_calls() == 1
+
+
+def test_library_loggers_have_a_null_handler() -> None:
+    import iot_x509
+
+    for module in (arc, iot_x509):
+        assert any(isinstance(handler, logging.NullHandler) for handler in logging.getLogger(module.__name__).handlers)

@@ -224,7 +224,7 @@ CASES: list[Case] = [
     ("cli-session-name-space", "cli", [GOOD, "--RoleSessionName", "a b"], "RoleSessionName"),
     ("cli-external-id-short", "cli", [GOOD, "--ExternalId", "x"], "ExternalId"),
     ("cli-token-code-short", "cli", [GOOD, "--SerialNumber", SERIAL, "--TokenCode", "12345"], "TokenCode"),
-    ("cli-serial-alone", "cli", [GOOD, "--SerialNumber", SERIAL], "SerialNumber"),
+    ("cli-transitive-keys-object", "cli", [GOOD, "--TransitiveTagKeys", '{"a": "b"}'], "TransitiveTagKeys"),
     ("cli-additional-not-json", "cli", [GOOD, "--additional-kwargs", "ExternalId=x"], "additional-kwargs"),
     ("cli-sts-service-name", "cli", [GOOD, "--sts-client-kwargs", '{"service_name": "s3"}'], "service_name"),
     ("cli-sts-verify-int", "cli", [GOOD, "--sts-client-kwargs", '{"verify": 5}'], "verify"),

@@ -15,6 +15,7 @@ import datetime as dt
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +192,9 @@ def test_mqtt_connection_with_random_arguments(device: Device, no_network: Calla
 
 def run_main(main: Callable[[list[str]], int], argv: list[str]) -> tuple[int, str]:
     err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+    # An empty stdin: --SerialNumber alone reads the MFA code from it (never a terminal here, even with -s).
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdin", io.StringIO())
         try:
             return main(argv), err.getvalue()
         except SystemExit as leaving:

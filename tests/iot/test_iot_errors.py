@@ -150,7 +150,7 @@ def test_slot_id_out_of_range_on_the_command_line(iot: IoTWorld, capsys: pytest.
             "--pkcs11-lib", __file__, "--slot-id", "99999999999999999999"]
     assert iot_x509.main(args) == 1
     out, err = capsys.readouterr()
-    assert out == "" and "slot_id" in err and "Traceback" not in err
+    assert out == "" and "--slot-id" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -94,7 +94,7 @@ def test_cli_with_pkcs11_and_a_wrong_pin_in_a_fresh_process(iot: IoTWorld, softh
     assert document["Version"] == 1 and document["AccessKeyId"].startswith("ASIA")
     wrong = _cli(iot, softhsm, "999999")
     assert wrong.returncode == 1 and wrong.stdout == ""
-    assert "IoTConfigError: pkcs11: AWS_ERROR_PKCS11_CKR_PIN_INCORRECT" in wrong.stderr
+    assert "IoTConfigError: PKCS#11: AWS_ERROR_PKCS11_CKR_PIN_INCORRECT" in wrong.stderr
     assert "999999" not in wrong.stderr
     assert iot.server.fetches == 1
 
