@@ -31,7 +31,6 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
-import enum
 import functools
 import getpass
 import hashlib
@@ -2196,13 +2195,14 @@ EvictionPolicy = Literal["LRU", "LFU"]
 _DEFAULT_CACHE_SIZE = 10
 
 
-class _CacheSize(enum.Enum):
-    """``max_size`` not given: the size of the session's cache (10 for a new one)."""
+class _CacheSize:
+    """The type of ``max_size``'s default: the size of the session's cache (10 for a new one)."""
 
-    UNSET = "the cache's size"
+    def __repr__(self) -> str:
+        return "<the cache's size>"
 
 
-_UNSET_SIZE = _CacheSize.UNSET
+_UNSET_SIZE = _CacheSize()
 
 
 def _option_key(value: Any) -> Any:

@@ -270,7 +270,7 @@ def test_serial_number_alone_prompts_on_a_terminal_at_each_fetch(aws_env: str, t
 
 def test_serial_number_alone_without_a_terminal_is_refused_at_construction(parent: boto3.Session, connections: list[Any]) -> None:
     assert not sys.stdin.isatty()
-    with pytest.raises(botocore.exceptions.ParamValidationError, match="SerialNumber.*terminal"):
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=r"SerialNumber.*terminal"):
         arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL)
     assert connections == []
 
@@ -280,7 +280,7 @@ def test_token_code_without_serial_number(parent: boto3.Session, connections: li
         lambda: arc.assume_role(parent, role_arn("A"), TokenCode="123456"),
         lambda: arc.assume_role_chain(parent, [{"RoleArn": role_arn("A"), "TokenCode": "123456"}]),
     ):
-        with pytest.raises(botocore.exceptions.ParamValidationError, match="TokenCode.*SerialNumber") as raised:
+        with pytest.raises(botocore.exceptions.ParamValidationError, match=r"TokenCode.*SerialNumber") as raised:
             build()
         assert "123456" not in str(raised.value)
     assert connections == []

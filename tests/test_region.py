@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def test_a_region_from_any_source_makes_it_work(endpoint_without_region: dict[st
 
 
 def test_cli_names_region(endpoint_without_region: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    options = ["--sts-client-kwargs", '{"endpoint_url": "%s"}' % endpoint_without_region["sts_client_kwargs"]["endpoint_url"]] if endpoint_without_region else []
+    options = ["--sts-client-kwargs", json.dumps(endpoint_without_region["sts_client_kwargs"])] if endpoint_without_region else []
     assert arc.main([GOOD, *options]) == arc.EXIT_BAD_ARGUMENTS
     err = capsys.readouterr().err
     assert "--region" in err and "region_name" not in err and len(err.strip().splitlines()) == 1
