@@ -1399,7 +1399,7 @@ class _MFACodes:
         self._static_code = None
 
     def _prompt(self) -> str:
-        if not sys.stdin or not sys.stdin.isatty():
+        if not _stdin_is_terminal():
             raise MFATokenError(
                 f"a new MFA code for {self.serial_number} is needed to refresh the "
                 "credentials and stdin is not a terminal; pass mfa_token_provider="
@@ -1903,10 +1903,11 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
     problems = _Problems()
     _check_session(problems, session)
     _check_assume_role_fields(problems, role_arn, args)
-    _check_mfa(problems, args.get("SerialNumber"), args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
+    additional = extra.get("additional_kwargs")
+    serial = args.get("SerialNumber") or (additional.get("SerialNumber") if isinstance(additional, Mapping) else None)
+    _check_mfa(problems, serial, args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
     _check_region(problems, extra.get("region_name"))
     _check_cache(problems, extra.get("cache"))
-    additional = extra.get("additional_kwargs")
     if additional is not None and not isinstance(additional, Mapping):
         problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
     sts_kwargs = extra.get("sts_client_kwargs")
@@ -2010,6 +2011,10 @@ def assume_role(
     ``region_name``: ``None`` follows the parent's region (also later
     changes), ``True`` copies it now, ``False`` leaves the child's implicit
     region, a string sets it. All other configuration follows the parent.
+    AssumeRole is called in ``sts_client_kwargs``' region, else the parent's,
+    else ``region_name``'s; when there is none and STS has an endpoint URL
+    (which botocore cannot sign for without a region), this raises
+    ``ParamValidationError`` naming ``region_name``.
 
     ``cache``: a dict-like credential cache such as :class:`JSONFileCache`.
     ``mfa_token_provider``: a function or command that returns MFA codes.

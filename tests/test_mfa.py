@@ -275,7 +275,7 @@ def test_serial_number_alone_without_a_terminal_is_refused_at_construction(paren
     assert connections == []
 
 
-def test_token_code_without_serial_number(parent: boto3.Session, connections: list[Any]) -> None:
+def test_token_code_without_serial_number(parent: boto3.Session, connections: list[Any], sent_assume_role_requests: SentRequests) -> None:
     for build in (
         lambda: arc.assume_role(parent, role_arn("A"), TokenCode="123456"),
         lambda: arc.assume_role_chain(parent, [{"RoleArn": role_arn("A"), "TokenCode": "123456"}]),
@@ -284,6 +284,9 @@ def test_token_code_without_serial_number(parent: boto3.Session, connections: li
             build()
         assert "123456" not in str(raised.value)
     assert connections == []
+    # SerialNumber may also come in additional_kwargs
+    arc.whoami(arc.assume_role(parent, role_arn("A"), TokenCode="314159", additional_kwargs={"SerialNumber": SERIAL}))
+    assert token_codes(sent_assume_role_requests) == ["314159"]
 
 
 def yubikey(device: str, *, slot: int = 1) -> str:
