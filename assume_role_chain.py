@@ -1583,7 +1583,8 @@ class _RegionRequiredError(botocore.exceptions.ParamValidationError):
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
-        super().__init__(report=f"Invalid region_name: {_region_required_message(endpoint, 'region_name=')}")
+        how = "region_name='eu-west-1' (or a region in sts_client_kwargs)"
+        super().__init__(report=f"Invalid region_name: {_region_required_message(endpoint, how)}")
 
 
 def _region_required_message(endpoint_url: str, option: str) -> str:
