@@ -1444,7 +1444,7 @@ def _provided_code(result: Any) -> str:
 def _describe_non_code(value: Any) -> str:
     """What is wrong with a would-be MFA code, without showing it."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return "an int outside 0 to 999999"
+        return "an int that is negative or has more than six digits"
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     kinds = [
@@ -2385,7 +2385,7 @@ def _account(account_id: object) -> str:
     if isinstance(account_id, str) and _ACCOUNT_ID_RE.fullmatch(account_id):
         return account_id
     shown = repr(account_id)[:40] if isinstance(account_id, (str, int)) else type(account_id).__name__
-    raise _invalid(f"Invalid account_id: {shown} is not an AWS account id (12 digits, or an int from 0 to 999999999999)")
+    raise _invalid(f"Invalid account_id: {shown} is not an AWS account id (a string of 12 digits, or an int from 0 to 10**12 - 1)")
 
 
 def get_role_arn(account_id: str | int, role_name: str, path: str = "", partition: str = "aws") -> str:

@@ -338,8 +338,8 @@ def test_known_provider_kwargs_and_keyword_catch_alls_are_accepted(parent: boto3
         (None, "a NoneType"),
         (123456.0, "a float"),
         (True, "a bool"),
-        (1234567, "an int outside 0 to 999999"),
-        (-1, "an int outside 0 to 999999"),
+        (1234567, "an int that is negative or has more than six digits"),
+        (-1, "an int that is negative or has more than six digits"),
     ],
 )
 def test_provider_results_that_are_not_six_digits(parent: boto3.Session, returned: Any, described: str) -> None:
