@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import datetime as dt
 import errno
+import functools
 import getpass
 import hashlib
 import inspect
@@ -49,18 +50,21 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Literal, Protocol, Union
 
 import boto3
+import botocore.client
 import botocore.config
 import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
 import botocore.loaders
 import botocore.parsers
+import botocore.regions
 import botocore.session
 import botocore.validate
 
@@ -204,14 +208,18 @@ def _invalid(*problems: str) -> botocore.exceptions.ParamValidationError:
     return botocore.exceptions.ParamValidationError(report="\n".join(problems))
 
 
-_NAME_RE = re.compile(r"[\w+=,.@-]+")
-_EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]+")
-_SERIAL_RE = re.compile(r"[\w+=/:,.@-]+")
+# The patterns STS documents, with its ``\w`` spelled out as the ASCII class it
+# means (Python's ``\w`` and ``\d`` also match other scripts' letters and
+# digits). Always used with ``fullmatch``: ``$`` would let a trailing newline in.
+_NAME_RE = re.compile(r"[A-Za-z0-9_+=,.@-]+")
+_EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_+=,.@:/-]+")
+_SERIAL_RE = re.compile(r"[A-Za-z0-9_+=/:,.@-]+")
 _ROLE_ARN_RE = re.compile(
-    r"arn:aws[\w-]*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}"
+    r"arn:aws[a-z0-9-]*:iam::[0-9]{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}"
 )
-_POLICY_ARN_RE = re.compile(r"arn:aws[\w-]*:iam::(?:\d{12}|aws):policy/[\x21-\x7e]+")
-_TOKEN_RE = re.compile(r"\d{6}")
+_POLICY_ARN_RE = re.compile(r"arn:aws[a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+")
+_TOKEN_RE = re.compile(r"[0-9]{6}")
+_ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 
 _LIMITS = {
     "RoleSessionName": (2, 64),
@@ -326,6 +334,25 @@ def _check_policy_arns(problems: _Problems, policy_arns: Any) -> None:
             problems.add(f"PolicyArns[{index}]", f"{str(arn)[:100]!r} is not an IAM policy ARN")
 
 
+def _materialised(value: Any) -> Any:
+    """A one-shot iterable (generator, ``dict.items()``, set) as a list; other values as they are."""
+    if value is None or isinstance(value, (str, bytes, Mapping, Sequence)) or not hasattr(value, "__iter__"):
+        return value
+    try:
+        return list(value)
+    except Exception:  # not really iterable: the check names it
+        return value
+
+
+def _tag_pair(tag: Any) -> tuple[Any, Any] | None:
+    """``(key, value)`` of one tag: a ``{'Key', 'Value'}`` dict or a 2-item pair; else None."""
+    if isinstance(tag, Mapping):
+        return (tag["Key"], tag["Value"]) if set(tag) == {"Key", "Value"} else None
+    if isinstance(tag, Sequence) and not isinstance(tag, (str, bytes)) and len(tag) == 2:
+        return (tag[0], tag[1])
+    return None
+
+
 def _check_tags(problems: _Problems, tags: Any) -> None:
     if tags is None:
         return
@@ -334,12 +361,13 @@ def _check_tags(problems: _Problems, tags: Any) -> None:
     elif isinstance(tags, Sequence) and not isinstance(tags, (str, bytes)):
         pairs = []
         for index, tag in enumerate(tags):
-            if not isinstance(tag, Mapping) or set(tag) != {"Key", "Value"}:
-                problems.add(f"Tags[{index}]", "must be a dict with exactly 'Key' and 'Value'")
+            pair = _tag_pair(tag)
+            if pair is None:
+                problems.add(f"Tags[{index}]", "must be a dict with exactly 'Key' and 'Value', or a (key, value) pair")
                 return
-            pairs.append((tag["Key"], tag["Value"]))
+            pairs.append(pair)
     else:
-        problems.add("Tags", "must be a mapping or a list of {'Key', 'Value'} dicts")
+        problems.add("Tags", "must be a mapping, a list of {'Key', 'Value'} dicts or an iterable of (key, value) pairs")
         return
     if len(pairs) > 50:
         problems.add("Tags", f"at most 50 session tags, got {len(pairs)}")
@@ -374,11 +402,46 @@ def _check_provided_contexts(problems: _Problems, contexts: Any) -> None:
             problems.add(f"ProvidedContexts[{index}]", "must be a dict of ProviderArn and ContextAssertion")
 
 
+@functools.lru_cache(maxsize=1)
+def _partition_regions() -> tuple[tuple[re.Pattern[str], ...], frozenset[str]]:
+    """The region patterns and listed regions of botocore's partitions, loaded once."""
+    loader = _standalone_loader()
+    try:
+        partitions = loader.load_data("partitions")["partitions"]
+    except botocore.exceptions.DataNotFoundError:  # pragma: no cover - botocore without partitions.json
+        partitions = loader.load_data("endpoints")["partitions"]
+    patterns = tuple(re.compile(p["regionRegex"], re.ASCII) for p in partitions if p.get("regionRegex"))
+    listed = frozenset(name for p in partitions for name in p.get("regions", {}))
+    return patterns, listed
+
+
+def _region_problem(region_name: object) -> str | None:
+    """Why ``region_name`` is not an AWS region name, or ``None`` if it is one.
+
+    A name is accepted when botocore lists it or when it is lower case and
+    matches the region pattern of one of botocore's partitions, so a
+    well-formed region that this botocore does not list yet is accepted.
+    ``iot_x509`` uses this check too.
+    """
+    if not isinstance(region_name, str):
+        return f"must be a region name such as 'eu-west-1', not {type(region_name).__name__}"
+    patterns, listed = _partition_regions()
+    if region_name in listed:
+        return None
+    if region_name == region_name.lower() and any(p.fullmatch(region_name) for p in patterns):
+        return None
+    return f"{region_name[:60]!r} is not an AWS region name such as 'eu-west-1' (the patterns of botocore's partitions)"
+
+
 def _check_region(problems: _Problems, region_name: Any) -> None:
     if region_name is None or isinstance(region_name, bool):
         return
-    if not isinstance(region_name, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region_name):
+    if not isinstance(region_name, str):
         problems.add("region_name", "must be None, True, False or a region name such as 'us-east-1'")
+        return
+    problem = _region_problem(region_name)
+    if problem is not None:
+        problems.add("region_name", problem)
 
 
 def _check_cache(problems: _Problems, cache: Any) -> None:
@@ -1405,7 +1468,7 @@ def _new_session(
 
 _REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stderr")
 _MFA_COMMAND_TIMEOUT = 30.0
-_SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
+_SIX_DIGITS = re.compile(r"(?<![0-9])[0-9]{6}(?![0-9])")
 
 MFATokenProvider = Union[Callable[..., str], Sequence[str], str]  # noqa: UP007 (a runtime alias on 3.10)
 
@@ -1439,10 +1502,7 @@ class _MFACodes:
         if self._provider is None:
             return self._prompt()
         if callable(self._provider):
-            result = self._provider(**self._kwargs)
-            if not isinstance(result, str) or not _TOKEN_RE.fullmatch(result.strip()):
-                raise MFATokenError("mfa_token_provider must return a string of six digits")
-            return result.strip()
+            return _provided_code(self._provider(**self._kwargs))
         return self._run_command(self._provider)
 
     def used(self) -> None:
@@ -1450,7 +1510,7 @@ class _MFACodes:
         self._static_code = None
 
     def _prompt(self) -> str:
-        if not sys.stdin or not sys.stdin.isatty():
+        if not _stdin_is_terminal():
             raise MFATokenError(
                 f"a new MFA code for {self.serial_number} is needed to refresh the "
                 "credentials and stdin is not a terminal; pass mfa_token_provider="
@@ -1481,6 +1541,66 @@ class _MFACodes:
                 f"the MFA command {args[0]!r} printed no six-digit code; stderr: {stderr or '(empty)'}"
             )
         return str(codes[-1])
+
+
+def _provided_code(result: Any) -> str:
+    """A provider function's result as a code: six digits, or an int zero-padded to six."""
+    if isinstance(result, int) and not isinstance(result, bool) and 0 <= result <= 999_999:
+        return f"{result:06d}"
+    if isinstance(result, str) and _TOKEN_RE.fullmatch(result):
+        return result
+    raise MFATokenError(f"mfa_token_provider returned {_describe_non_code(result)}; it must return a string of six digits 0-9")
+
+
+def _describe_non_code(value: Any) -> str:
+    """What is wrong with a would-be MFA code, without showing it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an int that is negative or has more than six digits"
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    kinds = [
+        kind for kind, present in (
+            ("ASCII digits", any(c in "0123456789" for c in value)),
+            ("other digits", any(c.isdigit() and c not in "0123456789" for c in value)),
+            ("letters", any(c.isalpha() for c in value)),
+            ("whitespace", any(c.isspace() for c in value)),
+            ("other characters", any(not (c.isdigit() or c.isalpha() or c.isspace()) for c in value)),
+        ) if present
+    ]
+    return f"a string of {len(value)} characters ({', '.join(kinds) or 'empty'})"
+
+
+def _accepted_command_options() -> list[str]:
+    """Keyword arguments ``subprocess.run`` takes for an MFA command (ours and refused ones aside)."""
+    popen = set(inspect.signature(subprocess.Popen).parameters) - {"args", "text", "universal_newlines"}
+    return sorted((popen | {"timeout", "input"}) - set(_REFUSED_COMMAND_OPTIONS))
+
+
+def _check_mfa_provider_kwargs(problems: _Problems, provider: Any, provider_kwargs: Mapping[str, Any]) -> None:
+    """Unknown keys for the provider (a command's ``subprocess.run`` or the function's parameters)."""
+    if callable(provider):
+        try:
+            parameters = inspect.signature(provider).parameters.values()
+        except (TypeError, ValueError):
+            return  # no signature to compare with (some built-ins)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return
+        accepted = [p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    else:
+        accepted = _accepted_command_options()
+    for key in provider_kwargs:
+        if key not in accepted and key not in _REFUSED_COMMAND_OPTIONS:
+            problems.add(
+                f"mfa_token_provider_kwargs[{str(key)[:40]!r}]",
+                f"unknown option; accepted: {', '.join(accepted) or '(none: the function takes no keyword arguments)'}",
+            )
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):  # replaced or closed stdin
+        return False
 
 
 def _check_refused_mfa_options(problems: _Problems, provider_kwargs: Mapping[str, Any]) -> None:
@@ -1516,12 +1636,92 @@ def _check_mfa(
             problems.add("mfa_token_provider_kwargs", "must be a mapping")
         else:
             _check_refused_mfa_options(problems, provider_kwargs)
-    if serial_number is not None and token_code is None and provider is None:
-        problems.add("SerialNumber", "needs TokenCode or mfa_token_provider to supply MFA codes")
+            if provider is not None:
+                _check_mfa_provider_kwargs(problems, provider, provider_kwargs)
+    if token_code is not None and serial_number is None:
+        problems.add("TokenCode", "needs SerialNumber (the MFA device the code is from)")
+    if serial_number is not None and token_code is None and provider is None and not _stdin_is_terminal():
+        problems.add(
+            "SerialNumber",
+            "needs TokenCode or mfa_token_provider to supply MFA codes (stdin is not a terminal to prompt on)",
+        )
+
+
+def _sts_region(parent: botocore.session.Session, client_kwargs: Mapping[str, Any]) -> str | None:
+    """The region an STS client of ``parent`` made with ``client_kwargs`` gets, as botocore picks it."""
+    config = client_kwargs.get("config")
+    region = client_kwargs.get("region_name") or getattr(config, "region_name", None)
+    return region or parent.get_config_variable("region")  # type: ignore[no-any-return]
+
+
+def _configured_sts_endpoint(parent: botocore.session.Session, config: Any) -> str | None:
+    """The endpoint URL that configuration gives STS clients (``AWS_ENDPOINT_URL[_STS]``, profile)."""
+    provider = getattr(botocore.configprovider, "ConfiguredEndpointProvider", None)  # botocore >= 1.31
+    ignore = getattr(config, "ignore_configured_endpoint_urls", None)
+    if ignore is None:
+        ignore = parent.get_config_variable("ignore_configured_endpoint_urls")
+    if provider is None or ignore:
+        return None
+    url = provider(full_config=parent.full_config, scoped_config=parent.get_scoped_config(), client_name="sts").provide()
+    return url if isinstance(url, str) else None
+
+
+def _sts_endpoint_needing_region(parent: botocore.session.Session, client_kwargs: Mapping[str, Any]) -> str | None:
+    """The STS endpoint that cannot be signed for because no region is set, if so.
+
+    Asks botocore's own endpoint resolution (the step of ``create_client`` that
+    picks the client's region) without building a client: with no region and
+    no endpoint URL botocore signs for STS's global endpoint; with an endpoint
+    URL it has no signing region and every call would raise ``NoRegionError``.
+    """
+    if _sts_region(parent, client_kwargs) is not None:
+        return None
+    config = client_kwargs.get("config")
+    endpoint_url = client_kwargs.get("endpoint_url") or _configured_sts_endpoint(parent, config)
+    resolver = botocore.regions.EndpointResolver(parent.get_component("data_loader").load_data("endpoints"))
+    bridge = botocore.client.ClientEndpointBridge(
+        resolver, parent.get_scoped_config(), config, config_store=parent.get_component("config_store")
+    )
+    secure = client_kwargs.get("use_ssl") is not False
+    resolved: Mapping[str, Any] = bridge.resolve("sts", None, endpoint_url, secure)  # type: ignore[func-returns-value,assignment]  # stubs: None
+    if resolved.get("signing_region"):
+        return None
+    return str(resolved.get("endpoint_url") or endpoint_url)
+
+
+class _RegionRequiredError(botocore.exceptions.ParamValidationError):
+    """STS needs a region and none is set; ``endpoint`` is the STS host."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        how = "region_name='eu-west-1' (or a region in sts_client_kwargs)"
+        super().__init__(report=f"Invalid region_name: {_region_required_message(endpoint, how)}")
+
+
+def _region_required_message(endpoint_url: str, option: str) -> str:
+    parts = urllib.parse.urlsplit(endpoint_url)
+    host = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") if parts.hostname else "an endpoint URL"
+    return (
+        f"STS at {host} cannot be reached without a region, and neither the parent session nor "
+        f"this call sets one; pass {option}, set AWS_DEFAULT_REGION (botocore does not read "
+        "AWS_REGION), or set region in the profile"
+    )
+
+
+def _check_sts_reachable(parent: boto3.Session, client_kwargs: Mapping[str, Any], region_name: str | None) -> None:
+    if region_name is not None:
+        return  # the STS client falls back to the child's region (see _AssumeRoleSource)
+    endpoint = _sts_endpoint_needing_region(_botocore_session_of(parent), client_kwargs)
+    if endpoint is not None:
+        raise _RegionRequiredError(endpoint)
 
 
 class _AssumeRoleSource:
-    """Calls STS AssumeRole with the parent session's current credentials."""
+    """Calls STS AssumeRole with the parent session's current credentials.
+
+    The STS client's region is ``sts_client_kwargs``' region, else the
+    parent's, else ``fallback_region`` (the child's ``region_name``).
+    """
 
     def __init__(
         self,
@@ -1531,12 +1731,14 @@ class _AssumeRoleSource:
         mfa: _MFACodes | None,
         sts_client_kwargs: Mapping[str, Any],
         clock: Clock,
+        fallback_region: str | None = None,
     ) -> None:
         self._parent = _botocore_session_of(parent)
         self._params = params
         self._automatic_name = automatic_name
         self._mfa = mfa
         self._client_kwargs = dict(sts_client_kwargs)
+        self._fallback_region = fallback_region
         self._clock = clock
         self._client: Any = None
         self._client_credentials: Any = None
@@ -1547,7 +1749,10 @@ class _AssumeRoleSource:
         if parent_credentials is None:
             raise botocore.exceptions.NoCredentialsError()
         if self._client is None or parent_credentials is not self._client_credentials:
-            self._client = self._parent.create_client("sts", **self._client_kwargs)
+            options = self._client_kwargs
+            if self._fallback_region is not None and _sts_region(self._parent, options) is None:
+                options = {**options, "region_name": self._fallback_region}
+            self._client = self._parent.create_client("sts", **options)
             self._client_credentials = parent_credentials
         return self._client
 
@@ -1632,8 +1837,12 @@ class _TypedConfig(Mapping[str, Any]):
             if key not in self._fields:
                 problems.add(str(key), f"unknown parameter for {type(self).__name__} (valid: {', '.join(self._fields)})")
         problems.raise_if_any()
+        merged = self._prepare(merged)
         self._check(merged)
         object.__setattr__(self, "_values", {k: v for k, v in merged.items() if v is not None})
+
+    def _prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        return values
 
     def _check(self, values: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -1669,7 +1878,7 @@ class _TypedConfig(Mapping[str, Any]):
         return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
 
     def __hash__(self) -> int:
-        return id(self)
+        return hash(_option_key(self._values))  # equal configs hash equal
 
     def __repr__(self) -> str:
         shown = {k: ("******" if k == "TokenCode" else v) for k, v in self._values.items()}
@@ -1698,6 +1907,9 @@ class AssumeRoleConfig(_TypedConfig):
     TokenCode: str | None
     SourceIdentity: str | None
     ProvidedContexts: Sequence[Mapping[str, str]] | None
+
+    def _prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, "Tags": _materialised(values.get("Tags"))}
 
     def _check(self, values: Mapping[str, Any]) -> None:
         problems = _Problems()
@@ -1732,9 +1944,9 @@ class STSClientConfig(_TypedConfig):
 
     def _check(self, values: Mapping[str, Any]) -> None:
         problems = _Problems()
-        region = values.get("region_name")
-        if region is not None and (not isinstance(region, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region)):
-            problems.add("region_name", "must be a region name such as 'us-east-1'")
+        region_problem = _region_problem(values["region_name"]) if values.get("region_name") is not None else None
+        if region_problem is not None:
+            problems.add("region_name", region_problem)
         endpoint = values.get("endpoint_url")
         if endpoint is not None and (not isinstance(endpoint, str) or not re.match(r"https?://[^\s/]+", endpoint)):
             problems.add("endpoint_url", "must be an http:// or https:// URL")
@@ -1765,10 +1977,21 @@ def _normalise_params(role_arn: str, raw: Mapping[str, Any], additional: Mapping
         params["PolicyArns"] = [{"arn": a} if isinstance(a, str) else dict(a) for a in params["PolicyArns"]]
     if isinstance(params.get("DurationSeconds"), dt.timedelta):
         params["DurationSeconds"] = int(params["DurationSeconds"].total_seconds())
-    if isinstance(params.get("Tags"), Mapping):
-        params["Tags"] = [{"Key": k, "Value": v} for k, v in params["Tags"].items()]
+    if params.get("Tags") is not None:
+        params["Tags"] = _tags_for_api(params["Tags"])
     params.pop("TokenCode", None)
     return params, "RoleSessionName" not in params
+
+
+def _tags_for_api(tags: Any) -> Any:
+    """Tags as the API's list of ``{'Key', 'Value'}`` dicts (anything unusable is left for botocore)."""
+    if isinstance(tags, Mapping):
+        return [{"Key": key, "Value": value} for key, value in tags.items()]
+    if isinstance(tags, Sequence) and not isinstance(tags, (str, bytes)):
+        pairs = [_tag_pair(tag) for tag in tags]
+        if None not in pairs:
+            return [{"Key": pair[0], "Value": pair[1]} for pair in pairs if pair is not None]
+    return tags
 
 
 def _check_assume_role_fields(problems: _Problems, role_arn: Any, args: Mapping[str, Any]) -> None:
@@ -1792,10 +2015,11 @@ def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], 
     problems = _Problems()
     _check_session(problems, session)
     _check_assume_role_fields(problems, role_arn, args)
-    _check_mfa(problems, args.get("SerialNumber"), args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
+    additional = extra.get("additional_kwargs")
+    serial = args.get("SerialNumber") or (additional.get("SerialNumber") if isinstance(additional, Mapping) else None)
+    _check_mfa(problems, serial, args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
     _check_region(problems, extra.get("region_name"))
     _check_cache(problems, extra.get("cache"))
-    additional = extra.get("additional_kwargs")
     if additional is not None and not isinstance(additional, Mapping):
         problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
     sts_kwargs = extra.get("sts_client_kwargs")
@@ -1899,6 +2123,10 @@ def assume_role(
     ``region_name``: ``None`` follows the parent's region (also later
     changes), ``True`` copies it now, ``False`` leaves the child's implicit
     region, a string sets it. All other configuration follows the parent.
+    AssumeRole is called in ``sts_client_kwargs``' region, else the parent's,
+    else ``region_name``'s; when there is none and STS has an endpoint URL
+    (which botocore cannot sign for without a region), this raises
+    ``ParamValidationError`` naming ``region_name``.
 
     ``cache``: a dict-like credential cache such as :class:`JSONFileCache`.
     ``mfa_token_provider``: a function or command that returns MFA codes.
@@ -1913,7 +2141,7 @@ def assume_role(
     """
     keywords: dict[str, Any] = {
         "RoleSessionName": RoleSessionName, "PolicyArns": PolicyArns, "Policy": Policy,
-        "DurationSeconds": DurationSeconds, "Tags": Tags, "TransitiveTagKeys": TransitiveTagKeys,
+        "DurationSeconds": DurationSeconds, "Tags": _materialised(Tags), "TransitiveTagKeys": TransitiveTagKeys,
         "ExternalId": ExternalId, "SerialNumber": SerialNumber, "TokenCode": TokenCode,
         "SourceIdentity": SourceIdentity, "ProvidedContexts": ProvidedContexts,
     }
@@ -1928,8 +2156,10 @@ def assume_role(
     if validate:
         _validate_assume_role(session, role_arn, args, extra)
     params, automatic_name = _normalise_params(role_arn, args, additional_kwargs)
+    fallback_region = region_name if isinstance(region_name, str) else None
     if validate:
         _validate_with_botocore_model(session, params)
+        _check_sts_reachable(session, sts_client_kwargs or {}, fallback_region)
     parent_credentials = _botocore_session_of(session).get_credentials()
     if parent_credentials is None:
         raise botocore.exceptions.NoCredentialsError()
@@ -1937,7 +2167,7 @@ def assume_role(
     serial = params.get("SerialNumber")
     mfa = _MFACodes(serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs) if serial else None
     clock = clock or _utc_now
-    source = _AssumeRoleSource(session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock)
+    source = _AssumeRoleSource(session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock, fallback_region)
     credentials = _RefreshingCredentials(
         source, cache=cache, clock=clock, advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout
     )
@@ -1979,6 +2209,8 @@ def assume_role_chain(
     """
     if isinstance(roles, (str, bytes)) or not isinstance(roles, Sequence) or not roles:
         raise _invalid("Invalid roles: must be a non-empty list of RoleArn strings or mappings")
+    if "Tags" in common:
+        common = {**common, "Tags": _materialised(common["Tags"])}  # shared by every hop
     hops: list[JSONDict] = []
     for index, role in enumerate(roles):
         if isinstance(role, str):
@@ -2080,6 +2312,16 @@ EvictionPolicy = Literal["LRU", "LFU"]
 _DEFAULT_CACHE_SIZE = 10
 
 
+class _CacheSize:
+    """The type of ``max_size``'s default: the size of the session's cache (10 for a new one)."""
+
+    def __repr__(self) -> str:
+        return "<the cache's size>"
+
+
+_UNSET_SIZE = _CacheSize()
+
+
 def _option_key(value: Any) -> Any:
     """A hashable, value-based key for one client argument (Config by its options)."""
     if isinstance(value, botocore.config.Config):
@@ -2088,6 +2330,8 @@ def _option_key(value: Any) -> Any:
         return tuple(sorted((str(k), _option_key(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
         return tuple(_option_key(item) for item in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_option_key(item) for item in value)
     try:
         hash(value)
     except TypeError:
@@ -2105,10 +2349,15 @@ class ClientCache:
 
     def __init__(self, eviction_policy: EvictionPolicy = "LRU", max_size: int | None = _DEFAULT_CACHE_SIZE) -> None:
         self.eviction_policy = eviction_policy
-        self.max_size = max_size
+        self._max_size = max_size
         self._entries: dict[Any, Any] = {}  # insertion order = recency for LRU
         self._uses: dict[Any, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_size(self) -> int | None:
+        """At most this many entries (``None``: unbounded); fixed when the cache is made."""
+        return self._max_size
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -2160,9 +2409,16 @@ _client_caches_lock = threading.Lock()
 
 def client_cache(session: boto3.Session, kind: Literal["client", "resource"] = "client", eviction_policy: EvictionPolicy = "LRU") -> ClientCache:
     """The cache behind :func:`cached_client` (or :func:`cached_resource`) for a session."""
+    return _client_cache(session, kind, eviction_policy, _DEFAULT_CACHE_SIZE)
+
+
+def _client_cache(session: boto3.Session, kind: str, eviction_policy: EvictionPolicy, size_if_new: int | None) -> ClientCache:
     with _client_caches_lock:
         by_kind = _client_caches.setdefault(session, {})
-        return by_kind.setdefault((kind, eviction_policy), ClientCache(eviction_policy))
+        cache = by_kind.get((kind, eviction_policy))
+        if cache is None:
+            cache = by_kind[(kind, eviction_policy)] = ClientCache(eviction_policy, size_if_new)
+        return cache
 
 
 def _cached(session: Any, kind: Literal["client", "resource"], service_name: Any, eviction_policy: Any, max_size: Any, kwargs: dict[str, Any]) -> Any:
@@ -2172,11 +2428,19 @@ def _cached(session: Any, kind: Literal["client", "resource"], service_name: Any
         problems.add("service_name", "must be a service name such as 's3'")
     if eviction_policy not in ("LRU", "LFU"):
         problems.add("eviction_policy", "must be 'LRU' or 'LFU'")
-    if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1):
+    if max_size is not None and max_size is not _UNSET_SIZE and (
+        not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1
+    ):
         problems.add("max_size", "must be a positive int or None (unbounded)")
     problems.raise_if_any()
-    cache = client_cache(session, kind, eviction_policy)
-    cache.max_size = max_size
+    wanted = _DEFAULT_CACHE_SIZE if max_size is _UNSET_SIZE else max_size
+    cache = _client_cache(session, kind, eviction_policy, wanted)
+    if max_size is not _UNSET_SIZE and cache.max_size != max_size:
+        raise _invalid(
+            f"Invalid max_size: {max_size} differs from {cache.max_size}, the size this session's "
+            f"{eviction_policy} {kind} cache was made with (the size is fixed for every caller; "
+            "omit max_size to use the cache's)"
+        )
     key = (service_name, _option_key(kwargs))
     factory = session.client if kind == "client" else session.resource
     return cache.get(key, lambda: factory(service_name, **kwargs))
@@ -2187,7 +2451,7 @@ def cached_client(
     service_name: str,
     *,
     eviction_policy: EvictionPolicy = "LRU",
-    max_size: int | None = _DEFAULT_CACHE_SIZE,
+    max_size: int | _CacheSize | None = _UNSET_SIZE,
     **client_kwargs: Any,
 ) -> Any:
     """``session.client(service_name, **client_kwargs)``, created once and reused.
@@ -2195,8 +2459,11 @@ def cached_client(
     Keyed on the session and every argument (a ``Config`` by its options);
     thread-safe; at most ``max_size`` clients per session and policy (``None``:
     unbounded), evicted least recently (``"LRU"``) or least frequently
-    (``"LFU"``) used. A cached client always signs with the credentials of the
-    session it was asked for. Dropping the session drops its clients.
+    (``"LFU"``) used. ``max_size`` is fixed when the session's cache for that
+    policy is made (default 10); omitted later, it is the cache's size, and a
+    different size raises ``ParamValidationError``. A cached client always
+    signs with the credentials of the session it was asked for. Dropping the
+    session drops its clients.
     """
     return _cached(session, "client", service_name, eviction_policy, max_size, client_kwargs)
 
@@ -2206,7 +2473,7 @@ def cached_resource(
     service_name: str,
     *,
     eviction_policy: EvictionPolicy = "LRU",
-    max_size: int | None = _DEFAULT_CACHE_SIZE,
+    max_size: int | _CacheSize | None = _UNSET_SIZE,
     **resource_kwargs: Any,
 ) -> Any:
     """Like :func:`cached_client`, for ``session.resource(...)``.
@@ -2222,15 +2489,21 @@ def cached_resource(
 # ---------------------------------------------------------------------------
 
 
-def _account(account_id: str | int) -> str:
-    text = str(int(account_id)) if isinstance(account_id, int) else str(account_id)
-    return text.rjust(12, "0")
+def _account(account_id: object) -> str:
+    """A 12-digit account id; an int from 0 to 10**12 - 1 is zero-padded."""
+    if isinstance(account_id, int) and not isinstance(account_id, bool) and 0 <= account_id < 10**12:
+        return f"{account_id:012d}"
+    if isinstance(account_id, str) and _ACCOUNT_ID_RE.fullmatch(account_id):
+        return account_id
+    shown = repr(account_id)[:40] if isinstance(account_id, (str, int)) else type(account_id).__name__
+    raise _invalid(f"Invalid account_id: {shown} is not an AWS account id (a string of 12 digits, or an int from 0 to 10**12 - 1)")
 
 
 def get_role_arn(account_id: str | int, role_name: str, path: str = "", partition: str = "aws") -> str:
     """The ARN of an IAM role; the path may be given separately or in ``role_name``.
 
-    Account ids are zero-padded to 12 digits.
+    Account ids are 12-digit strings, or ints (zero-padded to 12 digits);
+    anything else raises ``ParamValidationError``.
     """
     if "/" in role_name:
         if path:
@@ -2264,7 +2537,12 @@ def generate_lambda_session_name(
     A name over 59 characters is used alone (truncated); if name and version
     exceed 59, the version is dropped.
     """
-    name = function_name or os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    name = function_name or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if not name:
+        raise _invalid(
+            "Invalid function_name: not given, and AWS_LAMBDA_FUNCTION_NAME is not set "
+            "(it is set only inside AWS Lambda)"
+        )
     version = function_version or os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "")
     version_part = f".{version}" if version and version != "$LATEST" else ""
     if len(name) > 59:
@@ -2280,7 +2558,7 @@ def generate_lambda_session_name(
 def _lambda_identifier(identifier: str | None, room: int) -> str:
     if identifier:
         return identifier
-    match = re.search(r"\w+$", os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""))
+    match = re.search(r"[A-Za-z0-9_]+\Z", os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""))
     if match:
         return match.group()[:room]
     if room >= 14:
@@ -2519,7 +2797,10 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
     for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", mfa_source)):
         if value is not None:
             first[name] = value
-    return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
+    try:
+        return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
+    except _RegionRequiredError as error:
+        raise _invalid(f"Invalid --region: {_region_required_message(error.endpoint, '--region')}") from None
 
 
 def _credentials_text(session: boto3.Session, output: str) -> str:

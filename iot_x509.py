@@ -1063,8 +1063,11 @@ def _make_transport(
 
 def _check_session_options(region_name: Any, cache: Any, cache_key: Any, clock: Any) -> None:
     """The session-level arguments, checked here so that errors are IoTConfigError."""
-    if region_name is not None and (not isinstance(region_name, str) or not re.fullmatch(r"[a-z0-9-]{1,50}", region_name)):
-        raise IoTConfigError("region_name: must be a region name such as 'eu-west-1'")
+    import assume_role_chain
+
+    region_problem = assume_role_chain._region_problem(region_name) if region_name is not None else None
+    if region_problem is not None:
+        raise IoTConfigError(f"region_name: {region_problem}")
     if cache is not None and not (hasattr(cache, "__getitem__") and hasattr(cache, "__setitem__")):
         raise IoTConfigError(f"cache: must be a dict-like object, not {type(cache).__name__}")
     if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):

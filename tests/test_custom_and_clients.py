@@ -161,17 +161,17 @@ def test_cached_client_uses_the_credentials_of_its_own_session(parent: boto3.Ses
 
 
 def test_lru_and_lfu_eviction_order(parent: boto3.Session) -> None:
-    lru = arc.client_cache(parent, "client", "LRU")
     for region in ("r1", "r2", "r3"):
         arc.cached_client(parent, "s3", max_size=3, region_name=f"eu-west-{region[1]}")
+    lru = arc.client_cache(parent, "client", "LRU")
     arc.cached_client(parent, "s3", max_size=3, region_name="eu-west-1")  # r1 is now the most recent
     arc.cached_client(parent, "s3", max_size=3, region_name="eu-west-4")  # evicts r2
     assert [dict(key[1])["region_name"] for key in lru] == ["eu-west-3", "eu-west-1", "eu-west-4"]
 
-    lfu = arc.client_cache(parent, "client", "LFU")
     for region, uses in (("1", 3), ("2", 1), ("3", 2)):
         for _ in range(uses):
             arc.cached_client(parent, "sqs", eviction_policy="LFU", max_size=3, region_name=f"us-west-{region}")
+    lfu = arc.client_cache(parent, "client", "LFU")
     arc.cached_client(parent, "sqs", eviction_policy="LFU", max_size=3, region_name="us-east-2")  # evicts the least used: 2
     assert sorted(dict(key[1])["region_name"] for key in lfu) == ["us-east-2", "us-west-1", "us-west-3"]
     lfu.clear()
@@ -200,6 +200,29 @@ def test_clients_are_released_with_their_session(aws_env: str) -> None:
     assert ref() is None
 
 
+def test_max_size_is_fixed_when_the_cache_is_made(parent: boto3.Session, connections: list[Any]) -> None:
+    first = arc.cached_client(parent, "s3", max_size=50)
+    cache = arc.client_cache(parent)
+    assert cache.max_size == 50
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=r"max_size: 5 differs from 50"):
+        arc.cached_client(parent, "s3", max_size=5)
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="max_size"):
+        arc.cached_client(parent, "sqs", max_size=None)
+    assert cache.max_size == 50, "nobody resized it"
+    assert arc.cached_client(parent, "s3") is first  # omitted: the cache's size
+    assert arc.cached_client(parent, "s3", max_size=50) is first  # the same size again is fine
+    with pytest.raises(AttributeError):
+        cache.max_size = 5  # type: ignore[misc]
+    # Each policy and kind has its own cache, made with its own size; a new one defaults to 10.
+    arc.cached_client(parent, "s3", eviction_policy="LFU", max_size=2)
+    assert arc.client_cache(parent, "client", "LFU").max_size == 2
+    arc.cached_resource(parent, "s3")
+    assert arc.client_cache(parent, "resource").max_size == 10
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="max_size"):
+        arc.cached_resource(parent, "s3", max_size=11)
+    assert connections == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [({"eviction_policy": "FIFO"}, "eviction_policy"), ({"max_size": 0}, "max_size"), ({"max_size": "10"}, "max_size")],
@@ -209,3 +232,24 @@ def test_cache_argument_errors(parent: boto3.Session, kwargs: dict[str, Any], pa
         arc.cached_client(parent, "s3", **kwargs)
     with pytest.raises(botocore.exceptions.ParamValidationError, match="session"):
         arc.cached_client("nope", "s3")  # type: ignore[arg-type]
+
+
+# -- typed configs as keys ------------------------------------------------------------------
+
+
+def test_equal_configs_hash_equal(aws_env: str) -> None:
+    def assume_role_config() -> arc.AssumeRoleConfig:
+        return arc.AssumeRoleConfig(
+            RoleArn=role_arn("A"), DurationSeconds=900, Policy={"Version": "2012-10-17", "Statement": []},
+            Tags=[{"Key": "team", "Value": "blue"}], PolicyArns=["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+        )
+
+    a, b = assume_role_config(), assume_role_config()
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert {a: "value"}[b] == "value"
+    assert len({a, arc.AssumeRoleConfig(RoleArn=role_arn("A"), DurationSeconds=901)}) == 2
+    config = botocore.config.Config(retries={"max_attempts": 3})
+    s1 = arc.STSClientConfig(region_name="eu-west-1", endpoint_url="https://sts.eu-west-1.amazonaws.com", config=config)
+    s2 = arc.STSClientConfig({"endpoint_url": "https://sts.eu-west-1.amazonaws.com"}, region_name="eu-west-1", config=config)
+    assert s1 == s2 and hash(s1) == hash(s2) and len({s1, s2}) == 1
+    assert len({s1, arc.STSClientConfig(region_name="eu-west-2")}) == 2

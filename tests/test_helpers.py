@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import boto3
+import botocore.exceptions
 import pytest
 
 import assume_role_chain as arc
@@ -16,7 +17,9 @@ from tests.conftest import role_arn
     [
         ((123456789012, "Reader"), "arn:aws:iam::123456789012:role/Reader"),
         ((1234, "Reader"), "arn:aws:iam::000000001234:role/Reader"),
-        (("42", "Reader"), "arn:aws:iam::000000000042:role/Reader"),
+        ((0, "Reader"), "arn:aws:iam::000000000000:role/Reader"),
+        ((10**12 - 1, "Reader"), "arn:aws:iam::999999999999:role/Reader"),
+        (("000000000042", "Reader"), "arn:aws:iam::000000000042:role/Reader"),
         (("123456789012", "team/ops/Reader"), "arn:aws:iam::123456789012:role/team/ops/Reader"),
         (("123456789012", "Reader", "/team/"), "arn:aws:iam::123456789012:role/team/Reader"),
         (("123456789012", "Reader", "team"), "arn:aws:iam::123456789012:role/team/Reader"),
@@ -26,6 +29,27 @@ from tests.conftest import role_arn
 )
 def test_get_role_arn(args: tuple[object, ...], expected: str) -> None:
     assert arc.get_role_arn(*args) == expected  # type: ignore[arg-type]
+
+
+BAD_ACCOUNT_IDS = ["abc", "42", -5, 10**12, "12345678901", "1234567890123", "123456789012\n", " 123456789012",
+                   "١٢٣٤٥٦٧٨٩٠١٢", True, 123456789012.0, None, b"123456789012"]
+
+
+@pytest.mark.parametrize("account_id", BAD_ACCOUNT_IDS, ids=[repr(a) for a in BAD_ACCOUNT_IDS])
+def test_account_ids_must_be_twelve_digits(account_id: object) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="account_id"):
+        arc.get_role_arn(account_id, "Reader")  # type: ignore[arg-type]
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="account_id"):
+        arc.get_assumed_role_session_arn(account_id, "Reader", "me")  # type: ignore[arg-type]
+
+
+def test_lambda_session_name_outside_lambda_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=r"function_name.*AWS_LAMBDA_FUNCTION_NAME"):
+        arc.generate_lambda_session_name()
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="function_name"):
+        arc.generate_lambda_session_name("", "1", "id")
+    assert arc.generate_lambda_session_name("fn", "1", "id") == "fn.1.id"
 
 
 def test_get_role_arn_refuses_two_paths() -> None:

@@ -223,3 +223,136 @@ def test_mfa_on_chain_hops_and_patched_methods(parent: boto3.Session, sent_assum
     patched = parent.assume_role(role_arn("C"), SerialNumber=SERIAL, mfa_token_provider=lambda: "808080")  # type: ignore[attr-defined]
     arc.whoami(patched)
     assert token_codes(sent_assume_role_requests) == ["909090", "808080"]
+
+
+PROMPT_ONLY_SCRIPT = """
+import datetime as dt, sys, urllib.parse, boto3
+import assume_role_chain as arc
+now = [dt.datetime.now(dt.timezone.utc)]
+parent = boto3.Session()
+codes = []
+def record(request, **_):
+    fields = urllib.parse.parse_qs(request.body.decode() if isinstance(request.body, bytes) else request.body)
+    codes.extend(fields.get("TokenCode", []))
+parent._session.register("before-send.sts", record)
+session = arc.assume_role(parent, "{role}", DurationSeconds=900, SerialNumber="{serial}", clock=lambda: now[0])
+credentials = session.get_credentials()
+print("CONSTRUCTED", flush=True)
+first = credentials.get_frozen_credentials().access_key
+now[0] += dt.timedelta(seconds=860)
+second = credentials.get_frozen_credentials().access_key
+ok = first != second and codes == ["246810", "135791"]
+print("PROMPTED-TWICE" if ok else "WRONG %d" % len(codes), flush=True)
+"""
+
+
+def test_serial_number_alone_prompts_on_a_terminal_at_each_fetch(aws_env: str, tmp_path: Path) -> None:
+    script = tmp_path / "prompt_only.py"
+    script.write_text(PROMPT_ONLY_SCRIPT.format(role=role_arn("A"), serial=SERIAL))
+    pid, fd = pty.fork()  # stdin is a real terminal: no TokenCode or provider is needed
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, str(script)])
+    output = b""
+    try:
+        output += read_until(fd, b"MFA code for", b"Error")
+        assert b"CONSTRUCTED" in output, "nothing is asked before the first fetch"
+        os.write(fd, b"246810\n")
+        output += read_until(fd, b"MFA code for", b"Error")  # the refresh asks again
+        os.write(fd, b"135791\n")
+        output += read_until(fd, b"PROMPTED-TWICE", b"WRONG", b"Error")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, output
+    assert b"PROMPTED-TWICE" in output and output.count(b"MFA code for") == 2
+    assert b"246810" not in output and b"135791" not in output, "getpass does not echo the code"
+
+
+def test_serial_number_alone_without_a_terminal_is_refused_at_construction(parent: boto3.Session, connections: list[Any]) -> None:
+    assert not sys.stdin.isatty()
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=r"SerialNumber.*terminal"):
+        arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL)
+    assert connections == []
+
+
+def test_token_code_without_serial_number(parent: boto3.Session, connections: list[Any], sent_assume_role_requests: SentRequests) -> None:
+    for build in (
+        lambda: arc.assume_role(parent, role_arn("A"), TokenCode="123456"),
+        lambda: arc.assume_role_chain(parent, [{"RoleArn": role_arn("A"), "TokenCode": "123456"}]),
+    ):
+        with pytest.raises(botocore.exceptions.ParamValidationError, match=r"TokenCode.*SerialNumber") as raised:
+            build()
+        assert "123456" not in str(raised.value)
+    assert connections == []
+    # SerialNumber may also come in additional_kwargs
+    arc.whoami(arc.assume_role(parent, role_arn("A"), TokenCode="314159", additional_kwargs={"SerialNumber": SERIAL}))
+    assert token_codes(sent_assume_role_requests) == ["314159"]
+
+
+def yubikey(device: str, *, slot: int = 1) -> str:
+    return "654321"
+
+
+@pytest.mark.parametrize(
+    ("provider", "kwargs", "unknown", "accepted"),
+    [
+        (["echo", "123456"], {"timeot": 5}, "timeot", ["timeout", "cwd", "env"]),
+        ("echo 123456", {"timeout": 5, "enviroment": {}}, "enviroment", ["timeout", "env"]),
+        (yubikey, {"device": "usb", "slots": 2}, "slots", ["device", "slot"]),
+        (lambda: "123456", {"device": "usb"}, "device", []),
+    ],
+    ids=["command-list", "command-string", "function", "function-without-parameters"],
+)
+def test_unknown_provider_kwargs_are_refused_at_construction(
+    parent: boto3.Session, connections: list[Any], provider: Any, kwargs: dict[str, Any], unknown: str, accepted: list[str]
+) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError) as raised:
+        arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL, mfa_token_provider=provider, mfa_token_provider_kwargs=kwargs)
+    message = str(raised.value)
+    assert f"mfa_token_provider_kwargs['{unknown}']" in message and "accepted" in message
+    assert all(name in message for name in accepted)
+    assert len(message.splitlines()) == 2, "only the unknown key is reported"
+    assert connections == []
+
+
+def test_known_provider_kwargs_and_keyword_catch_alls_are_accepted(parent: boto3.Session, sent_assume_role_requests: SentRequests) -> None:
+    def anything(**options: Any) -> str:
+        return "112233" if options == {"whatever": 1} else "000000"
+
+    arc.whoami(arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL, mfa_token_provider=anything, mfa_token_provider_kwargs={"whatever": 1}))
+    arc.whoami(arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL, mfa_token_provider=yubikey, mfa_token_provider_kwargs={"device": "usb", "slot": 2}))
+    assert token_codes(sent_assume_role_requests) == ["112233", "654321"]
+
+
+@pytest.mark.parametrize(
+    ("returned", "described"),
+    [
+        ("otp123456", "9 characters (ASCII digits, letters)"),
+        (" 12345", "6 characters (ASCII digits, whitespace)"),
+        ("123456\n", "7 characters (ASCII digits, whitespace)"),
+        ("12345", "5 characters (ASCII digits)"),
+        ("1234567", "7 characters (ASCII digits)"),
+        ("١٢٣٤٥٦", "6 characters (other digits)"),
+        ("12-456", "6 characters (ASCII digits, other characters)"),
+        ("", "0 characters (empty)"),
+        (None, "a NoneType"),
+        (123456.0, "a float"),
+        (True, "a bool"),
+        (1234567, "an int that is negative or has more than six digits"),
+        (-1, "an int that is negative or has more than six digits"),
+    ],
+)
+def test_provider_results_that_are_not_six_digits(parent: boto3.Session, returned: Any, described: str) -> None:
+    session = arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL, mfa_token_provider=lambda: returned)
+    with pytest.raises(arc.MFATokenError) as raised:
+        arc.whoami(session)
+    message = str(raised.value)
+    assert described in message and "six digits" in message
+    for secret_part in ("12345", "otp", "١٢٣"):
+        assert secret_part not in message, "the value is never echoed"
+
+
+@pytest.mark.parametrize(("returned", "sent"), [(123456, "123456"), (42, "000042"), ("000123", "000123")])
+def test_provider_may_return_an_int(parent: boto3.Session, sent_assume_role_requests: SentRequests, returned: Any, sent: str) -> None:
+    arc.whoami(arc.assume_role(parent, role_arn("A"), SerialNumber=SERIAL, mfa_token_provider=lambda: returned))
+    assert token_codes(sent_assume_role_requests) == [sent]

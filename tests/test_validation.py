@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import botocore.exceptions
 import pytest
+import trustme
 
 import assume_role_chain as arc
-from tests.conftest import role_arn
+import iot_x509
+from tests.conftest import SentRequests, role_arn
+from tests.iot.iot_standin import issue_device
 
 GOOD = role_arn("Reader")
 
@@ -135,3 +139,127 @@ def test_refreshable_session_validates_its_arguments(aws_env: str) -> None:
         arc.refreshable_session("not callable")  # type: ignore[arg-type]
     with pytest.raises(botocore.exceptions.ParamValidationError, match="cache_key"):
         arc.refreshable_session(dict, cache={})
+
+
+# -- names and ARNs: full matches of STS's ASCII classes (issue 12) ---------------------
+
+SERIAL = "arn:aws:iam::123456789012:mfa/alice"
+# (parameter, a valid value, keyword arguments that make the value complete)
+NAME_FIELDS: list[tuple[str, str, dict[str, Any]]] = [
+    ("RoleSessionName", "nightly-scan", {}),
+    ("SourceIdentity", "alice", {}),
+    ("ExternalId", "partner-42", {}),
+    ("SerialNumber", SERIAL, {"TokenCode": "123456"}),
+    ("TokenCode", "123456", {"SerialNumber": SERIAL}),
+]
+NOT_ASCII = {"TokenCode": "١٢٣٤٥٦"}  # Arabic-Indic digits: Python's \d matches them
+
+
+@pytest.mark.parametrize(("param", "valid", "context"), NAME_FIELDS, ids=[case[0] for case in NAME_FIELDS])
+def test_names_refuse_a_trailing_newline_and_non_ascii_letters(
+    parent: boto3.Session, connections: list[Any], param: str, valid: str, context: dict[str, Any]
+) -> None:
+    arc.assume_role(parent, GOOD, **{param: valid, **context})  # the valid value is accepted
+    for bad in (valid + "\n", NOT_ASCII.get(param, valid[:-1] + "é")):
+        with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+            arc.assume_role(parent, GOOD, **{param: bad, **context})
+        with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+            arc.AssumeRoleConfig(RoleArn=GOOD, **{param: bad, **context})
+    assert connections == []
+
+
+@pytest.mark.parametrize(
+    ("param", "bad"),
+    [
+        ("RoleArn", GOOD + "\n"),
+        ("RoleArn", role_arn("Readé")),
+        ("RoleArn", "arn:aws:iam::١٢٣٤٥٦٧٨٩٠١٢:role/Reader"),
+        ("RoleArn", "arn:awś:iam::123456789012:role/Reader"),
+        ("PolicyArns", "arn:aws:iam::aws:policy/ReadOnlyAccess\n"),
+        ("PolicyArns", "arn:aws:iam::١٢٣٤٥٦٧٨٩٠١٢:policy/Reader"),
+    ],
+)
+def test_arns_refuse_a_trailing_newline_and_non_ascii(parent: boto3.Session, connections: list[Any], param: str, bad: str) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+        if param == "RoleArn":
+            arc.assume_role(parent, bad)
+        else:
+            arc.assume_role(parent, GOOD, PolicyArns=[bad])
+    assert connections == []
+
+
+# -- region names: botocore's partition patterns ------------------------------------------
+
+BAD_REGIONS = ["eu-west1", "EU-WEST-1", "us east 1", "eu-WEST-1", "eu-west-1\n", "eu-wést-1", "xx-west-1", ""]
+
+
+@pytest.mark.parametrize("region", BAD_REGIONS)
+def test_malformed_regions_are_refused_everywhere(parent: boto3.Session, connections: list[Any], region: str, capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[Callable[[], Any]] = [
+        lambda: arc.assume_role(parent, GOOD, region_name=region),
+        lambda: arc.assume_role(parent, GOOD, sts_client_kwargs={"region_name": region}),
+        lambda: arc.STSClientConfig(region_name=region),
+        lambda: arc.assume_role_chain(parent, [GOOD, GOOD], region_name=region),
+        lambda: arc.refreshable_session(dict, region_name=region),
+    ]
+    for call in calls:
+        with pytest.raises(botocore.exceptions.ParamValidationError, match="region_name"):
+            call()
+    with pytest.raises(iot_x509.IoTConfigError, match="region_name"):
+        iot_x509.iot_session(DEVICE.cert_pem, DEVICE.key_pem, "alias", endpoint=IOT_ENDPOINT, region_name=region)
+    assert arc.main([GOOD, "--region", region]) == arc.EXIT_BAD_ARGUMENTS
+    assert "--region" in capsys.readouterr().err
+    assert connections == []
+
+
+@pytest.mark.parametrize("region", ["eu-south-9", "il-central-1", "us-gov-west-1", "cn-north-1", "us-isob-east-7", "aws-global"])
+def test_well_formed_regions_are_accepted_even_if_botocore_does_not_list_them(parent: boto3.Session, region: str) -> None:
+    assert arc.assume_role(parent, GOOD, region_name=region).region_name == region
+    assert arc.STSClientConfig(region_name=region).region_name == region
+    assert arc.refreshable_session(dict, region_name=region).region_name == region
+    iot = iot_x509.iot_session(DEVICE.cert_pem, DEVICE.key_pem, "alias", endpoint=IOT_ENDPOINT, region_name=region)
+    assert iot.region_name == region
+
+
+DEVICE = issue_device(trustme.CA(), "device", "ec")
+IOT_ENDPOINT = "c2abc123example.credentials.iot.eu-west-1.amazonaws.com"
+
+
+# -- Tags: a mapping, the API's list, or any iterable of (key, value) pairs ---------------
+
+def sent_tags(fields: dict[str, list[str]]) -> dict[str, str]:
+    count = len([name for name in fields if name.startswith("Tags.member.") and name.endswith(".Key")])
+    return {fields[f"Tags.member.{n}.Key"][0]: fields[f"Tags.member.{n}.Value"][0] for n in range(1, count + 1)}
+
+
+TAG_SHAPES: dict[str, Callable[[], Any]] = {
+    "mapping": lambda: {"team": "blue", "env": "dev"},
+    "api-list": lambda: [{"Key": "team", "Value": "blue"}, {"Key": "env", "Value": "dev"}],
+    "list-of-tuples": lambda: [("team", "blue"), ("env", "dev")],
+    "list-of-lists": lambda: [["team", "blue"], ["env", "dev"]],
+    "generator": lambda: ((key, value) for key, value in (("team", "blue"), ("env", "dev"))),
+    "items-view": lambda: {"team": "blue", "env": "dev"}.items(),
+    "set-of-pairs": lambda: {("team", "blue"), ("env", "dev")},
+}
+
+
+@pytest.mark.parametrize("shape", list(TAG_SHAPES))
+def test_tags_in_every_shape_reach_sts(parent: boto3.Session, sent_assume_role_requests: SentRequests, shape: str) -> None:
+    expected = {"team": "blue", "env": "dev"}
+    arc.whoami(arc.assume_role(parent, GOOD, Tags=TAG_SHAPES[shape]()))
+    arc.whoami(arc.assume_role(parent, arc.AssumeRoleConfig(RoleArn=GOOD, Tags=TAG_SHAPES[shape]())))
+    chain = arc.assume_role_chain(parent, [GOOD, role_arn("Second")], Tags=TAG_SHAPES[shape]())  # one iterable, two hops
+    sent_assume_role_requests.watch(chain.assume_role_parent_session)  # type: ignore[attr-defined]
+    arc.whoami(chain)
+    assert [sent_tags(fields) for fields in sent_assume_role_requests] == [expected] * 4
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [[("team",)], [("team", "blue", "extra")], ["team=blue"], [{"Key": "team"}], iter([5])],
+    ids=["one-item", "three-items", "string", "dict-without-value", "iterator-of-ints"],
+)
+def test_tags_of_the_wrong_shape_name_the_tag(parent: boto3.Session, connections: list[Any], tags: Any) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=r"Tags\[0\]"):
+        arc.assume_role(parent, GOOD, Tags=tags)
+    assert connections == []
