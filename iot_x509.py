@@ -905,15 +905,21 @@ class _BodyCollector:
 # ---------------------------------------------------------------------------
 
 
+_CREDENTIAL_WORDS = re.compile(r"secretaccesskey|sessiontoken|accesskeyid", re.IGNORECASE)
+
+
 def _server_message(body: bytes) -> str:
     """The server's error message (JSON ``message`` or the text), shortened."""
     text = body.decode("utf-8", "replace")
     try:
         doc = json.loads(text)
-        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-            text = doc["message"]
     except ValueError:
-        pass
+        doc = None
+    if isinstance(doc, dict):  # only the message: other fields may be credentials
+        message = doc.get("message")
+        text = message if isinstance(message, str) else "(a JSON body without a message)"
+    if _CREDENTIAL_WORDS.search(text):
+        return "(a body that holds credential fields, not shown)"
     text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return (text[:300] + "...") if len(text) > 300 else (text or "(empty body)")
 

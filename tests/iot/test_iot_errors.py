@@ -223,6 +223,16 @@ def test_http_errors_carry_status_and_server_message(iot: IoTWorld, transport: s
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_error_body_holding_credentials_is_not_quoted(iot: IoTWorld, transport: str) -> None:
+    iot.server.behaviour.mode = "status"
+    iot.server.behaviour.status = 500
+    iot.server.behaviour.message = 'failed: {"secretAccessKey": "leakedSecret123", "sessionToken": "leakedToken"}'
+    provider = iot.provider("ec", transport=transport)
+    error = timed_failure(provider, iot_x509.IoTHTTPError, "HTTP 500 .*: [(]a body that holds credential fields, not shown[)]$", 3)
+    assert "leaked" not in str(error)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_unknown_role_alias_and_wrong_thing_name(iot: IoTWorld, transport: str) -> None:
     provider = iot.provider("ec", role_alias="no-such-alias", transport=transport)
     timed_failure(provider, iot_x509.IoTHTTPError, "HTTP 404 Not Found .*: Role alias does not exist", 3)
