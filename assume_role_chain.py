@@ -460,8 +460,9 @@ _listeners: list[RefreshListener] = []
 def add_refresh_listener(listener: RefreshListener) -> None:
     """Call ``listener(event)`` after every refresh attempt, e.g. for metrics.
 
-    Listeners run in the refreshing thread and must be quick; an exception in
-    a listener is logged and otherwise ignored.
+    Listeners run in the refreshing thread once the refresh is over (no lock
+    held, so a listener may use the session) and must be quick; an exception
+    in a listener is logged and otherwise ignored.
     """
     _listeners.append(listener)
 
@@ -2341,7 +2342,9 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 
     Returns ``access_key``, ``secret_key``, ``token`` and ``expiry_time``
     (ISO 8601 UTC, or ``None`` for credentials that do not expire), all of
-    one generation. Raises ``NoCredentialsError`` when there are none.
+    one generation for the sessions of this module (botocore's own
+    credentials are read in two steps). Raises ``NoCredentialsError`` when
+    there are none.
     """
     credentials = session.get_credentials()
     if credentials is None:
