@@ -1623,7 +1623,7 @@ def _redact_record(record: logging.LogRecord) -> None:
 
 
 def _redacting(make_record: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
-    """A log record factory that redacts the records of the wire loggers, then the given one."""
+    """Wrap a log record factory: the records it makes for the wire loggers come out redacted."""
 
     def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
