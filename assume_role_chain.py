@@ -129,6 +129,12 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: The clock for intervals (backoff, the next attempt). The wall clock is only
+#: for expiry: it can step back (an NTP correction), a monotonic clock cannot.
+#: Tests replace it together with the wall clock (time-machine moves only that).
+_monotonic: Callable[[], float] = time.monotonic
+
+
 def _to_utc(value: Any, field: str = "Expiration") -> dt.datetime:
     """Normalise a datetime, ISO 8601 string or epoch number to aware UTC.
 
@@ -520,8 +526,9 @@ _listeners: list[RefreshListener] = []
 def add_refresh_listener(listener: RefreshListener) -> None:
     """Call ``listener(event)`` after every refresh attempt, e.g. for metrics.
 
-    Listeners run in the refreshing thread and must be quick; an exception in
-    a listener is logged and otherwise ignored.
+    Listeners run in the refreshing thread once the refresh is over (no lock
+    held, so a listener may use the session) and must be quick; an exception
+    in a listener is logged and otherwise ignored.
     """
     _listeners.append(listener)
 
@@ -637,6 +644,55 @@ class _CredentialSource(Protocol):
 _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 30.0
 
+
+def _backoff_seconds(failures: int, jitter: float) -> float:
+    """The wait after ``failures`` failed attempts in a row (``jitter`` in [0.5, 1])."""
+    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (failures - 1)) * jitter
+
+
+def _retry_delay(backoff: float, seconds_usable: float | None) -> float:
+    """When to try again: after the backoff, but while current credentials are still usable."""
+    if seconds_usable is None:
+        return backoff
+    return max(min(backoff, seconds_usable), 0.0)
+
+
+def _seconds_until_due(seconds_to_window: float | None, seconds_to_retry: float | None) -> float:
+    """Seconds until a refresh is due: the advisory window is open and no backoff runs."""
+    return max(seconds_to_window or 0.0, seconds_to_retry or 0.0)
+
+
+class _ForkSafeLock:
+    """A ``threading.Lock`` that a forked child gets back unlocked.
+
+    A thread that holds a lock at ``fork`` does not exist in the child, so the
+    child would wait for it forever. Every lock of this module is one of
+    these, and :func:`_reinitialise_after_fork` gives each a fresh state.
+    """
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        _fork_safe_locks.add(self)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+    def reset_in_child(self) -> None:
+        self._lock = threading.Lock()
+
+
+_fork_safe_locks: weakref.WeakSet[_ForkSafeLock] = weakref.WeakSet()
 _live_engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
 
 
@@ -668,16 +724,18 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._fixed_advisory = advisory_timeout
         self._fixed_mandatory = mandatory_timeout
         self._windows = RefreshWindows(0.0, 0.0, 0.0)
-        self._lock = threading.Lock()
+        self._generation: _Credentials | None = None  # the one in use, read once by each reader
+        self._lock = _ForkSafeLock()
         self._failures = 0
-        self._next_attempt: dt.datetime | None = None
+        self._retry_at: float | None = None  # on the monotonic clock
         self._last_error: BaseException | None = None
         self._warned_windows = False
         self._proactive = False
         _live_engines.add(self)
 
     def __repr__(self) -> str:
-        expiry = _iso(self._expiry_time) if self._expiry_time else "not fetched yet"
+        generation = self._generation
+        expiry = _iso(generation.expiry) if generation else "not fetched yet"
         return f"<refreshing credentials for {self._source.name}, expiry {expiry}>"
 
     def _unused_refresh_using(self) -> JSONDict:  # botocore requires the argument
@@ -689,9 +747,10 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         return self._time_fetcher()  # type: ignore[attr-defined,no-any-return]
 
     def _seconds_left(self) -> float | None:
-        if self._frozen_credentials is None or self._expiry_time is None:
+        generation = self._generation
+        if generation is None:
             return None
-        return float((self._expiry_time - self._now()).total_seconds())
+        return float((generation.expiry - self._now()).total_seconds())
 
     def _state(self) -> Literal["fresh", "advisory", "mandatory", "unusable"]:
         left = self._seconds_left()
@@ -704,7 +763,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         return "fresh"
 
     def _may_attempt(self) -> bool:
-        return self._next_attempt is None or self._now() >= self._next_attempt
+        return self._retry_at is None or _monotonic() >= self._retry_at
 
     # -- botocore's hook -------------------------------------------------------
 
@@ -714,17 +773,22 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         state = self._state()
         if state == "fresh":
             return
-        if state == "advisory":
-            if self._may_attempt() and self._lock.acquire(blocking=False):
-                try:
-                    self._refresh_holding_lock(required=False)
-                finally:
-                    self._lock.release()
-            return
-        with self._lock:
-            self._refresh_holding_lock(required=True)
+        events: list[RefreshEvent] = []
+        try:
+            if state == "advisory":
+                if self._may_attempt() and self._lock.acquire(blocking=False):
+                    try:
+                        self._refresh_holding_lock(False, events)
+                    finally:
+                        self._lock.release()
+            else:
+                with self._lock:
+                    self._refresh_holding_lock(True, events)
+        finally:
+            for event in events:  # with the lock released: a listener may read the session
+                _emit(event)
 
-    def _refresh_holding_lock(self, required: bool) -> None:
+    def _refresh_holding_lock(self, required: bool, events: list[RefreshEvent]) -> None:
         state = self._state()
         if state == "fresh" or (state == "advisory" and required):
             return  # another thread refreshed while this one waited
@@ -734,39 +798,36 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
                 return  # static stability: keep serving, retry after backoff
             assert self._last_error is not None
             raise self._last_error.with_traceback(None)
-        self._attempt(usable)
+        self._attempt(usable, events)
 
-    def _attempt(self, usable: bool) -> None:
+    def _attempt(self, usable: bool, events: list[RefreshEvent]) -> None:
         started = time.perf_counter()
         logger.debug("refreshing credentials for %s", self._source.name)
         try:
             credentials, outcome = self._obtain()
             self._check_usable(credentials)
         except Exception as error:
-            self._record_failure(error, started, usable)
+            events.append(self._record_failure(error, started, usable))
             if usable:
                 return
             _add_note(error, f"assume_role_chain: no usable credentials for {self._source.name}")
             raise
         self._install(credentials)
-        self._failures, self._next_attempt, self._last_error = 0, None, None
+        self._failures, self._retry_at, self._last_error = 0, None, None
         elapsed = time.perf_counter() - started
         logger.debug(
             "credentials for %s %s in %.3f s, expire %s",
             self._source.name, outcome, elapsed, _iso(credentials.expiry),
         )
-        _emit(RefreshEvent(self._source.name, outcome, credentials.expiry, elapsed))
+        events.append(RefreshEvent(self._source.name, outcome, credentials.expiry, elapsed))
 
-    def _record_failure(self, error: Exception, started: float, usable: bool) -> None:
+    def _record_failure(self, error: Exception, started: float, usable: bool) -> RefreshEvent:
         self._failures += 1
         self._last_error = error
-        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self._failures - 1))
-        delay *= random.uniform(0.5, 1.0)
-        next_attempt = self._now() + dt.timedelta(seconds=delay)
-        if usable and self._expiry_time is not None:
-            usable_until = self._expiry_time - dt.timedelta(seconds=self._windows.margin)
-            next_attempt = min(next_attempt, usable_until)
-        self._next_attempt = next_attempt
+        left = self._seconds_left()
+        seconds_usable = left - self._windows.margin if usable and left is not None else None
+        delay = _retry_delay(_backoff_seconds(self._failures, random.uniform(0.5, 1.0)), seconds_usable)
+        self._retry_at = _monotonic() + delay
         elapsed = time.perf_counter() - started
         if usable:
             logger.warning(
@@ -781,7 +842,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
                 "credentials remain",
                 self._source.name, elapsed, type(error).__name__, error,
             )
-        _emit(RefreshEvent(self._source.name, "failed", None, elapsed, error))
+        return RefreshEvent(self._source.name, "failed", None, elapsed, error)
 
     # -- getting credentials -------------------------------------------------
 
@@ -879,6 +940,15 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._account_id = credentials.account_id
         self._expiry_time = credentials.expiry
         self._frozen_credentials = _frozen(credentials)
+        self._generation = credentials
+
+    def current_generation(self) -> _Credentials:
+        """Refresh if due, then the generation in use: keys and expiry of one fetch."""
+        self._refresh()
+        generation = self._generation
+        if generation is None:  # pragma: no cover - _refresh() raises instead
+            raise botocore.exceptions.NoCredentialsError()
+        return generation
 
     # -- proactive refresh ----------------------------------------------------
 
@@ -890,19 +960,16 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
 
     def seconds_until_due(self) -> float:
         """Seconds until the advisory window opens (or the backoff ends)."""
-        now = self._now()
-        if self._expiry_time is None or self._frozen_credentials is None:
-            due = now
-        else:
-            due = self._expiry_time - dt.timedelta(seconds=self._windows.advisory)
-        if self._next_attempt is not None and self._next_attempt > due:
-            due = self._next_attempt
-        return float((due - now).total_seconds())
+        left = self._seconds_left()
+        retry_at = self._retry_at
+        return _seconds_until_due(
+            None if left is None else left - self._windows.advisory,
+            None if retry_at is None else retry_at - _monotonic(),
+        )
 
     def after_fork_in_child(self) -> None:
-        """Replace locks that another thread of the parent may have held."""
-        self._lock = threading.Lock()
-        self._refresh_lock = threading.Lock()
+        """Forget what the parent's threads were doing (our own locks are reset already)."""
+        self._refresh_lock = threading.Lock()  # botocore's; unused by _refresh(), reset anyway
         self._source.after_fork()
 
 
@@ -932,7 +999,7 @@ class _ProactiveRefresher:
 
     def __init__(self) -> None:
         self._engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self._lock = _ForkSafeLock()
         self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -974,7 +1041,6 @@ class _ProactiveRefresher:
             return _ProactiveRefresher._POLL_SECONDS
 
     def after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._thread = None  # restarted by the next credential read
 
@@ -983,10 +1049,13 @@ _proactive_refresher = _ProactiveRefresher()
 
 
 def _reinitialise_after_fork() -> None:
+    """In a forked child: every lock free, no entry lock inherited, no refresher thread yet."""
+    for lock in list(_fork_safe_locks):
+        lock.reset_in_child()
+    _close_inherited_lock_files()
     _proactive_refresher.after_fork_in_child()
     for engine in list(_live_engines):
         engine.after_fork_in_child()
-    _held_lock_files.clear()
 
 
 # ---------------------------------------------------------------------------
@@ -998,7 +1067,20 @@ _LOCK_TIMEOUT = 30.0
 _STALE_TEMP_SECONDS = 600.0
 _TEMP_PREFIX = ".tmp-"
 _LOCK_FOLDER = ".locks"
-_held_lock_files: set[int] = set()
+_held_lock_files: set[int] = set()  # descriptors of the entry locks held now
+
+
+def _close_inherited_lock_files() -> None:
+    """In a forked child: close the entry-lock descriptors that the parent's threads hold.
+
+    A descriptor inherited across ``fork`` shares the parent's ``flock``: left
+    open, it would keep the entry locked for the child's whole life. Closing
+    the child's copy leaves the parent's lock as it is.
+    """
+    for fd in list(_held_lock_files):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_lock_files.clear()
 
 
 class UnsafeCacheError(PermissionError):
@@ -1235,14 +1317,16 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
             yield False
             return
         _held_lock_files.add(fd)
+        opened_by = os.getpid()
         try:
             acquired = _flock_with_deadline(fd, self.lock_timeout)
             if not acquired:
                 logger.warning("cache lock for an entry in %s not acquired within %.0f s; going on without it", self.dir_path, self.lock_timeout)
             yield acquired
         finally:
-            _held_lock_files.discard(fd)
-            os.close(fd)  # closing releases the lock
+            if os.getpid() == opened_by:  # a forked child closed its copy at fork
+                _held_lock_files.discard(fd)
+                os.close(fd)  # closing releases the lock
 
     def _open_lock_file(self, key: str) -> int | None:
         """A descriptor of the entry's lock file, or ``None`` (warned) if there can be none."""
@@ -1393,7 +1477,7 @@ class _FixedProvider(botocore.credentials.CredentialProvider):
         return self._credentials
 
 
-_loader_lock = threading.Lock()
+_loader_lock = _ForkSafeLock()
 _standalone_loaders: dict[str | None, botocore.loaders.Loader] = {}
 
 
@@ -1808,6 +1892,70 @@ class _FunctionSource:
 
     def after_fork(self) -> None:
         pass
+
+
+# -- secrets in third-party DEBUG logs ---------------------------------------------
+#
+# At DEBUG, botocore logs request parameters (``TokenCode``), signed headers
+# (``X-Amz-Security-Token``) and response bodies (AssumeRole's
+# ``SecretAccessKey`` and ``SessionToken``). While this module is imported,
+# every record of those loggers has the values of such fields replaced. This
+# is done where records are made (a record factory): a filter on ``botocore``
+# would not see the records of its child loggers (``botocore.parsers``...),
+# and users add their handlers whenever they like. Records are made only for
+# enabled levels, so with DEBUG off this costs nothing.
+
+_WIRE_LOGGERS = frozenset({"botocore", "boto3", "urllib3"})
+_SECRET_FIELDS = r"SecretAccessKey|SessionToken|TokenCode|X-Amz-Security-Token"
+_SECRET_IN_TEXT = re.compile(
+    rf"(?P<element><(?P<tag>{_SECRET_FIELDS})>)[^<]*(?=</(?P=tag)>)"  # XML: <SessionToken>…</SessionToken>
+    rf"|(?P<key>(?P<q>[\"'])(?:{_SECRET_FIELDS})(?P=q)\s*:\s*b?)(?P<vq>[\"'])[^\"']*(?P=vq)"  # JSON, dict: 'TokenCode': '…'
+    rf"|(?P<pair>\b(?:{_SECRET_FIELDS})[=:])[^\s&'\"<]+",  # query, form, canonical request: x-amz-security-token:…
+    re.IGNORECASE,
+)
+
+
+def _redact_secrets(text: str) -> str:
+    """``text`` with the value of every secret field replaced by ``***``."""
+
+    def masked(match: re.Match[str]) -> str:
+        if match["element"]:
+            return match["element"] + "***"
+        if match["key"]:
+            return match["key"] + match["vq"] + "***" + match["vq"]
+        return match["pair"] + "***"
+
+    return _SECRET_IN_TEXT.sub(masked, text)
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken record: logging reports it when it is emitted
+        return
+    redacted = _redact_secrets(message)
+    if redacted != message:
+        record.msg, record.args = redacted, ()
+
+
+def _redacting(make_record: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap a log record factory: the records it makes for the wire loggers come out redacted."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        name = record.name
+        if isinstance(name, str) and name.partition(".")[0] in _WIRE_LOGGERS:
+            _redact_record(record)
+        return record
+
+    make.redacts_secrets = True  # type: ignore[attr-defined]
+    return make
+
+
+def _install_log_redaction() -> None:
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "redacts_secrets", False):  # once, even if this file is imported twice
+        logging.setLogRecordFactory(_redacting(factory))
 
 
 # ---------------------------------------------------------------------------
@@ -2352,7 +2500,7 @@ class ClientCache:
         self._max_size = max_size
         self._entries: dict[Any, Any] = {}  # insertion order = recency for LRU
         self._uses: dict[Any, int] = {}
-        self._lock = threading.Lock()
+        self._lock = _ForkSafeLock()
 
     @property
     def max_size(self) -> int | None:
@@ -2404,7 +2552,7 @@ class ClientCache:
 
 
 _client_caches: weakref.WeakKeyDictionary[boto3.Session, dict[tuple[str, str], ClientCache]] = weakref.WeakKeyDictionary()
-_client_caches_lock = threading.Lock()
+_client_caches_lock = _ForkSafeLock()
 
 
 def client_cache(session: boto3.Session, kind: Literal["client", "resource"] = "client", eviction_policy: EvictionPolicy = "LRU") -> ClientCache:
@@ -2583,11 +2731,21 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 
     Returns ``access_key``, ``secret_key``, ``token`` and ``expiry_time``
     (ISO 8601 UTC, or ``None`` for credentials that do not expire), all of
-    one generation. Raises ``NoCredentialsError`` when there are none.
+    one generation for the sessions of this module (botocore's own
+    credentials are read in two steps). Raises ``NoCredentialsError`` when
+    there are none.
     """
     credentials = session.get_credentials()
     if credentials is None:
         raise botocore.exceptions.NoCredentialsError()
+    if isinstance(credentials, _RefreshingCredentials):
+        generation = credentials.current_generation()  # one object: keys and expiry agree
+        return {
+            "access_key": generation.access_key,
+            "secret_key": generation.secret_key,
+            "token": generation.token,
+            "expiry_time": _iso(generation.expiry),
+        }
     frozen = credentials.get_frozen_credentials()
     expiry = getattr(credentials, "_expiry_time", None)  # botocore's only record of it
     return {
@@ -2920,6 +3078,7 @@ def _one_line(text: object) -> str:
     )
 
 
+_install_log_redaction()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinitialise_after_fork)
 

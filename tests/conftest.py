@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import json
 import logging
 import os
 import socket
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ import time_machine
 from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
+import assume_role_chain as arc
 from tests.faults import START, FaultProxy, fault_proxy
 
 ACCOUNT = "123456789012"
@@ -140,11 +143,36 @@ def json_dumps(value: Any) -> str:
 
 
 
+class Clock:
+    """time-machine's frozen wall clock, and the engine's monotonic clock with it.
+
+    time-machine (3.0 and later) leaves ``time.monotonic`` alone, and the engine
+    times backoff with a monotonic clock, so this one drives the engine's
+    (``assume_role_chain._monotonic``): every move forwards advances both clocks
+    by the same amount; a move backwards moves only the wall clock, as an NTP
+    correction does, never the monotonic one.
+    """
+
+    def __init__(self, traveller: time_machine.Traveller) -> None:
+        self.traveller = traveller
+        self.monotonic = time.monotonic()
+
+    def move_to(self, destination: dt.datetime) -> None:
+        before = time.time()
+        self.traveller.move_to(destination)
+        self.monotonic += max(time.time() - before, 0.0)
+
+    def shift(self, seconds: float) -> None:
+        self.move_to(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
+
+
 @pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     """A frozen clock at ``tests.faults.START``; moto (in-process) moves with it."""
     with time_machine.travel(START, tick=False) as traveller:
-        yield traveller
+        running = Clock(traveller)
+        monkeypatch.setattr(arc, "_monotonic", lambda: running.monotonic)
+        yield running
 
 
 @pytest.fixture

@@ -36,9 +36,11 @@ from typing import Any, TextIO, cast
 import pytest
 
 OURS = ("assume_role_chain", "iot_x509", "tests")
-#: Loggers that print requests and responses at DEBUG (botocore's wire log
-#: holds request bodies and signed headers, so credentials and MFA codes).
-WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "moto", "werkzeug")
+#: Loggers whose DEBUG and INFO records are not checked: the test servers'
+#: (moto and werkzeug print what they receive and answer) and s3transfer's.
+#: botocore's, boto3's and urllib3's wire logs are checked: the library redacts
+#: the secrets in them (request parameters, signed headers, response bodies).
+UNCHECKED_WIRE_LOGGERS = ("s3transfer", "moto", "werkzeug")
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "IOT_X509_PKCS11_PIN")
 CLI_MARKERS = ("assume-role-chain", "assume_role_chain", "iot_x509")
 _BOUNDED = ("MFA code", "PKCS#11 PIN")  # short secrets: matched as whole words
@@ -146,7 +148,7 @@ _WORD = r"(?<![0-9A-Za-z])(?:{})(?![0-9A-Za-z])"
 
 
 class _RecordingHandler(logging.Handler):
-    """Records every log record except the wire loggers' DEBUG and INFO records."""
+    """Records every log record except the test servers' DEBUG and INFO records."""
 
     def __init__(self, emissions: Emissions) -> None:
         super().__init__(logging.DEBUG)
@@ -154,7 +156,7 @@ class _RecordingHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.WARNING and record.name.split(".")[0] in WIRE_LOGGERS:
+        if record.levelno < logging.WARNING and record.name.split(".")[0] in UNCHECKED_WIRE_LOGGERS:
             return
         try:
             text = self.format(record)

@@ -6,9 +6,12 @@ Time is moved with time-machine; moto runs in-process so its clock moves too.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
+import itertools
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,12 +24,14 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 import pytest
 import time_machine
 from moto.sts.models import sts_backends
 
 import assume_role_chain as arc
-from tests.conftest import role_arn
+from tests.conftest import Clock, role_arn
 from tests.faults import FaultProxy, at
 
 
@@ -350,6 +355,123 @@ def test_sessions_made_before_a_process_pool_work_in_workers(parent: boto3.Sessi
     assert arns == ["arn:aws:sts::123456789012:assumed-role/A/pooled"] * 8
 
 
+class Gate:
+    """Holds the first thread of this process that passes it, until released.
+
+    A forked child passes freely: the parent's threads and events are not its own.
+    """
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.pid = os.getpid()
+
+    def hold(self) -> None:
+        if self.armed and os.getpid() == self.pid:
+            self.armed = False
+            self.started.set()
+            assert self.release.wait(30), "test never released the gate"
+
+
+def fork_running(work: Callable[[], Any]) -> int:
+    """Fork a child that does ``work`` and exits 0 (1 if it raised)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+class GatedLoader(botocore.loaders.Loader):
+    """botocore's data loader, holding the thread that wraps a new boto3.Session around it."""
+
+    gate: Gate | None = None
+
+    @property
+    def search_paths(self) -> list[str]:
+        if self.gate is not None and sys._getframe(1).f_code.co_name == "_setup_loader":  # boto3.Session()
+            self.gate.hold()
+        return super().search_paths  # type: ignore[no-any-return]
+
+
+LOCKER = textwrap.dedent(
+    """
+    import sys, assume_role_chain as arc
+    with arc.JSONFileCache(sys.argv[1], lock_timeout=5).lock("entry") as acquired:
+        print("acquired" if acquired else "not acquired")
+    """
+)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_a_child_forked_during_a_refresh_does_not_hold_the_entry_lock(aws_env: str, tmp_path: Path) -> None:
+    gate = Gate()
+
+    def fetch() -> dict[str, Any]:
+        gate.hold()  # the refresh holds the entry's file lock while it fetches
+        return {"AccessKeyId": "AKIAFORKED", "SecretAccessKey": "s", "SessionToken": "t",
+                "Expiration": dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)}
+
+    cache_dir = tmp_path / "cache"
+    session = arc.refreshable_session(fetch, cache=arc.JSONFileCache(cache_dir), cache_key="entry")
+    refresher = threading.Thread(target=arc.get_credentials, args=(session,))
+    refresher.start()
+    assert gate.started.wait(10)
+    stop_reading, stop_writing = os.pipe()
+
+    def live_until_told() -> None:
+        os.close(stop_writing)
+        select.select([stop_reading], [], [], 60)  # the parent closing its end says stop
+
+    pid = fork_running(live_until_told)
+    os.close(stop_reading)
+    try:
+        gate.release.set()
+        refresher.join(30)
+        # A third process, while the child lives on: the lock is free.
+        third = subprocess.run([sys.executable, "-c", LOCKER, str(cache_dir)],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert third.stdout.strip() == "acquired", third.stdout + third.stderr
+    finally:
+        os.close(stop_writing)
+        assert wait_for_child(pid, 30) == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_a_child_forked_while_a_session_is_built_builds_sessions(aws_env: str) -> None:
+    core = botocore.session.Session()
+    loader = GatedLoader()
+    core.register_component("data_loader", loader)
+    parent = boto3.Session(botocore_session=core)
+    loader.gate = gate = Gate()
+    builder = threading.Thread(target=arc.assume_role, args=(parent, role_arn("A")))
+    builder.start()
+    assert gate.started.wait(10)  # the builder holds the module's loader lock now
+    pid = fork_running(lambda: arc.whoami(arc.assume_role(boto3.Session(), role_arn("B"))))
+    gate.release.set()
+    builder.join(30)
+    assert wait_for_child(pid, 30) == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_a_child_forked_while_a_client_is_cached_caches_clients(parent: boto3.Session) -> None:
+    session = arc.assume_role(parent, role_arn("A"))
+    gate = Gate()
+    session.events.register("creating-client-class.sts", lambda **_: gate.hold())
+    creator = threading.Thread(target=arc.cached_client, args=(session, "sts"))
+    creator.start()
+    assert gate.started.wait(10)  # the creator holds the session's client cache lock now
+    pid = fork_running(lambda: arc.cached_client(session, "sts").get_caller_identity())
+    gate.release.set()
+    creator.join(30)
+    assert wait_for_child(pid, 30) == 0
+
+
 # -- time ------------------------------------------------------------------------------
 
 
@@ -395,6 +517,79 @@ def test_injected_clock(aws_env: str) -> None:
     assert credentials.get_frozen_credentials().access_key == "AKIA2"
 
 
+def test_a_wall_clock_stepped_back_does_not_stretch_the_backoff(aws_env: str, clock: Clock) -> None:
+    attempts: list[dt.datetime] = []
+
+    def fetch() -> dict[str, Any]:
+        attempts.append(dt.datetime.now(dt.timezone.utc))
+        if len(attempts) == 1:
+            raise ConnectionError("credential broker unreachable")
+        return {"AccessKeyId": "AKIASTEPPED", "SecretAccessKey": "s", "SessionToken": "t",
+                "Expiration": dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)}
+
+    session = arc.refreshable_session(fetch)
+    with pytest.raises(ConnectionError):
+        arc.get_credentials(session)  # fails once: the next attempt in 0.5 to 1 s
+    clock.move_to(at(-3600))  # an NTP correction: the wall clock steps back an hour, no time passes
+    with pytest.raises(ConnectionError):
+        arc.get_credentials(session)  # inside the backoff still: the last error, no attempt
+    assert len(attempts) == 1
+    clock.shift(1)  # one second later
+    assert arc.get_credentials(session)["access_key"] == "AKIASTEPPED"
+    assert len(attempts) == 2
+
+
+def mixed_reads_while_generations_change(generations: int) -> int:
+    """Reads of get_credentials() by three threads while a fourth renews the credentials."""
+    now = [at(0)]
+    expiries: dict[str, str] = {}
+    numbers = itertools.count()
+
+    def fetch() -> dict[str, Any]:
+        key, expiry = f"AKIAGENERATION{next(numbers):06d}", now[0] + dt.timedelta(seconds=900)
+        expiries[key] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"AccessKeyId": key, "SecretAccessKey": "s", "SessionToken": "t", "Expiration": expiry}
+
+    session = arc.refreshable_session(fetch, clock=lambda: now[0])
+    credentials = session.get_credentials()
+    assert credentials is not None
+    done = threading.Event()
+    mixed: list[tuple[str, str | None]] = []
+
+    def renew() -> None:  # each read lands in the advisory window (or past it): a new generation
+        while not done.is_set():
+            now[0] += dt.timedelta(seconds=700)
+            credentials.get_frozen_credentials()
+
+    def read() -> None:
+        deadline = time.monotonic() + 30
+        while len(expiries) < generations and time.monotonic() < deadline:
+            seen = arc.get_credentials(session)
+            if expiries[str(seen["access_key"])] != seen["expiry_time"]:
+                mixed.append((str(seen["access_key"]), seen["expiry_time"]))
+
+    renewer, readers = threading.Thread(target=renew), [threading.Thread(target=read) for _ in range(3)]
+    for thread in (renewer, *readers):
+        thread.start()
+    for reader in readers:
+        reader.join(60)
+    done.set()
+    renewer.join(10)
+    assert len(expiries) >= generations, "generations changed while the readers read"
+    return len(mixed)
+
+
+def test_get_credentials_returns_one_generation(aws_env: str) -> None:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for _ in range(8):  # a race: several rounds, so that a mix would show
+            mixed = mixed_reads_while_generations_change(300)
+            assert mixed == 0, f"{mixed} reads mixed the keys of one generation with the expiry of another"
+    finally:
+        sys.setswitchinterval(interval)
+
+
 # -- observability -----------------------------------------------------------------------
 
 
@@ -414,6 +609,42 @@ def test_refresh_events_and_logs_name_the_role_and_never_a_secret(parent: boto3.
     assert role_arn("A") in caplog.text and "expire" in caplog.text and "cache miss" in caplog.text and "cache hit" in caplog.text
     assert frozen.secret_key not in text and frozen.token not in text
     assert "parent-secret-never-printed" not in text
+
+
+def test_a_listener_may_read_the_session_it_hears_about(aws_env: str, clock: Clock) -> None:
+    failing = [True]
+
+    def fetch() -> dict[str, Any]:
+        if failing[0]:
+            raise ConnectionError("credential broker unreachable")
+        return {"AccessKeyId": "AKIALISTENED", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": at(3600)}
+
+    session = arc.refreshable_session(fetch, source_name="listened")
+    heard: list[tuple[str, str]] = []
+
+    def listener(event: arc.RefreshEvent) -> None:
+        if event.source == "listened":
+            try:
+                heard.append((event.outcome, str(arc.get_credentials(session)["access_key"])))
+            except ConnectionError as error:
+                heard.append((event.outcome, str(error)))
+
+    def use() -> None:
+        with contextlib.suppress(ConnectionError):
+            arc.get_credentials(session)
+
+    arc.add_refresh_listener(listener)
+    try:
+        for _ in range(2):  # a failure, then a fetch
+            caller = threading.Thread(target=use, daemon=True)
+            caller.start()
+            caller.join(10)
+            assert not caller.is_alive(), "the caller deadlocked: the listener ran under the engine's lock"
+            failing[0] = False
+            clock.shift(2)  # past the backoff
+    finally:
+        arc.remove_refresh_listener(listener)
+    assert heard == [("failed", "credential broker unreachable"), ("fetched", "AKIALISTENED")]
 
 
 def test_a_failing_listener_does_not_break_refresh(parent: boto3.Session, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,8 +1,8 @@
 """No secret access key, session token, MFA code, PKCS#11 PIN or private key in anything we emit.
 
 Each test drives error paths with every logger at DEBUG and records what was
-emitted: log records (botocore's, boto3's and urllib3's own DEBUG/INFO wire
-logs excepted: they print request bodies and signed headers, see
+emitted: log records (botocore's, boto3's and urllib3's wire logs included:
+the library redacts them; the test servers' DEBUG/INFO records excepted, see
 docs/RELIABILITY.md), warnings, str/repr/notes of exceptions and of the
 exceptions they chain, reprs of sessions, credentials objects, configs,
 caches, events and providers, and the stderr of both command lines run as
@@ -419,6 +419,60 @@ def test_a_wrong_pkcs11_pin_is_never_echoed(hygiene: Hygiene, iot: IoTWorld, tmp
     hygiene.check()
 
 
+# -- botocore's DEBUG log ----------------------------------------------------------------------
+
+DEBUG_LOGGING = textwrap.dedent(
+    """
+    import json, logging, sys, boto3
+    if sys.argv[1] == "before":
+        boto3.set_stream_logger("botocore", logging.DEBUG)
+    import assume_role_chain as arc
+    if sys.argv[1] == "after":
+        boto3.set_stream_logger("botocore", logging.DEBUG)
+    first = arc.assume_role(boto3.Session(), sys.argv[2], SerialNumber=sys.argv[3], TokenCode="482951")
+    second = arc.assume_role(first, sys.argv[2])  # signed with the first session's token
+    second.client("sts").get_caller_identity()
+    print(json.dumps([arc.get_credentials(first), arc.get_credentials(second)]))
+    """
+)
+
+
+@pytest.mark.parametrize("set_up", ["before", "after"], ids=["logging-set-up-before-import", "after-import"])
+def test_botocore_debug_log_shows_no_secret(aws_env: str, set_up: str) -> None:
+    env = {**os.environ, "AWS_SESSION_TOKEN": PARENT_TOKEN}
+    result = subprocess.run([sys.executable, "-c", DEBUG_LOGGING, set_up, GOOD, SERIAL],
+                            capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    secrets = Secrets()
+    secrets.add("482951", "MFA code")
+    for value in (PARENT_SECRET, PARENT_TOKEN):
+        secrets.add(value, "credential")
+    for credentials in json.loads(result.stdout):
+        secrets.add(credentials["secret_key"], "credential")
+        secrets.add(credentials["token"], "credential")
+    log = result.stderr
+    assert "Response body" in log and "<SecretAccessKey>***</SecretAccessKey>" in log  # the log was written, redacted
+    assert "'X-Amz-Security-Token': b'***'" in log and "'TokenCode': '***'" in log
+    emissions = Emissions()
+    emissions.add("botocore DEBUG log on stderr", log)
+    assert_no_leaks(emissions, secrets)
+
+
+def test_botocore_debug_records_reach_no_handler_with_a_secret(hygiene: Hygiene, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same in-process, every logger at DEBUG: what every handler receives."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", PARENT_TOKEN)
+    hygiene.secrets.add("482952", "MFA code")
+    first = arc.assume_role(boto3.Session(), GOOD, SerialNumber=SERIAL, TokenCode="482952")
+    second = arc.assume_role(first, GOOD)
+    second.client("sts").get_caller_identity()
+    for session in (first, second):
+        credentials = arc.get_credentials(session)
+        hygiene.secrets.add_credentials({"secret_key": credentials["secret_key"], "token": credentials["token"]})
+    assert any(source == "log botocore.parsers DEBUG" and "<SecretAccessKey>***" in text
+               for _, source, text in hygiene.emissions.items), "botocore's DEBUG records were recorded"
+    hygiene.check()
+
+
 # -- reprs of what the API returns --------------------------------------------------------------
 
 
@@ -462,8 +516,17 @@ def test_raises_with_a_code():
     with pytest.raises(ValueError):
         raise ValueError("code 551177 rejected")
 
-def test_botocore_wire_logs_are_excluded():
+def test_botocore_wire_logs_are_redacted():
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
+    logging.getLogger("botocore.parsers").debug("Response body: %s", b"<SecretAccessKey>plugin-test-secret-0001</SecretAccessKey>")
+
+def test_botocore_wire_logs_are_checked():
+    logging.getLogger("botocore").setLevel(logging.DEBUG)
     logging.getLogger("botocore.endpoint").debug("body: " + CREDENTIALS["SecretAccessKey"])
+
+def test_server_logs_are_excluded():
+    logging.getLogger("werkzeug").setLevel(logging.DEBUG)
+    logging.getLogger("werkzeug").debug("body: " + CREDENTIALS["SecretAccessKey"])
 
 def test_clean():
     logging.getLogger("assume_role_chain").warning("nothing secret 5511770")
@@ -477,10 +540,12 @@ def test_the_plugin_fails_a_test_session_that_leaks(tmp_path: Path) -> None:
                             cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     output = result.stdout + result.stderr
-    assert result.returncode == 1 and "5 passed" in output, output
+    assert result.returncode == 1 and "7 passed" in output, output
     assert "secret hygiene: LEAKS" in output
     assert "test_logs_a_secret: credential in log assume_role_chain DEBUG: oops <credential>" in output
     assert "test_warns_a_token: credential in warning UserWarning: token is <credential>" in output
     assert "test_raises_with_a_code: MFA code in exception ValueError: code <MFA code> rejected" in output
-    assert "test_botocore_wire_logs_are_excluded" not in output and "test_clean" not in output
+    assert "test_botocore_wire_logs_are_checked: credential in log botocore.endpoint DEBUG: body: <credential>" in output
+    assert "test_botocore_wire_logs_are_redacted" not in output and "test_server_logs_are_excluded" not in output
+    assert "test_clean" not in output
     assert "plugin-test-secret-0001" not in output and "551177 rejected" not in output

@@ -13,6 +13,7 @@ import time_machine
 
 import assume_role_chain
 import iot_x509
+from tests.conftest import Clock
 
 from .iot_standin import IoTWorld
 
@@ -123,22 +124,21 @@ def test_32_threads_at_refresh_time_fetch_once(iot: IoTWorld) -> None:
     assert len(seen) == 32 and len(set(seen)) == 1 and seen[0] != first.access_key
 
 
-def test_static_stability_keeps_serving_until_expiry(iot: IoTWorld) -> None:
+def test_static_stability_keeps_serving_until_expiry(iot: IoTWorld, clock: Clock) -> None:
     iot.server.behaviour.lifetime = 900
-    with time_machine.travel(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), tick=False) as clock:
-        session = iot.session("ec")
-        sts = session.client("sts")
+    session = iot.session("ec")
+    sts = session.client("sts")
+    sts.get_caller_identity()
+    iot.server.behaviour.mode = "status"
+    iot.server.behaviour.status = 500
+    clock.shift(800)  # refresh due (mandatory window), provider failing
+    sts.get_caller_identity()  # still served with the unexpired credentials
+    clock.shift(60)  # within the safety margin: no usable credentials remain
+    with pytest.raises(iot_x509.IoTHTTPError, match="HTTP 500"):
         sts.get_caller_identity()
-        iot.server.behaviour.mode = "status"
-        iot.server.behaviour.status = 500
-        clock.shift(800)  # refresh due (mandatory window), provider failing
-        sts.get_caller_identity()  # still served with the unexpired credentials
-        clock.shift(60)  # within the safety margin: no usable credentials remain
-        with pytest.raises(iot_x509.IoTHTTPError, match="HTTP 500"):
-            sts.get_caller_identity()
-        iot.server.behaviour.mode = "ok"
-        clock.shift(60)  # after the backoff the next call fetches again
-        sts.get_caller_identity()
+    iot.server.behaviour.mode = "ok"
+    clock.shift(60)  # after the backoff (timed on the monotonic clock) the next call fetches again
+    sts.get_caller_identity()
 
 
 def test_file_cache_is_shared_between_sessions(iot: IoTWorld, tmp_path: Path) -> None:
