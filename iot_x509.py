@@ -1155,17 +1155,17 @@ def iot_session(
     role_alias: str | None = None,
     *,
     endpoint: str,
+    transport: Transport = "auto",
+    timeout: float = 10.0,
     thing_name: str | None = None,
+    region_name: str | None = None,
     ca: PemInput | None = None,
     pkcs11: Pkcs11Config | Mapping[str, Any] | None = None,
-    region_name: str | None = None,
-    timeout: float = 10.0,
+    identity: TLSIdentity | None = None,
     cache: MutableMapping[str, Any] | None = None,
     cache_key: str | None = None,
     eager: bool = False,
     clock: Callable[[], dt.datetime] | None = None,
-    transport: Transport = "auto",
-    identity: TLSIdentity | None = None,
 ) -> boto3.Session:
     """A boto3 Session with refreshing credentials from the IoT credentials provider.
 
