@@ -450,7 +450,8 @@ class TLSIdentity:
     unencrypted) or, with ``key=None``, a PKCS#11 token (``pkcs11=``, a
     :class:`Pkcs11Config` or a mapping of its fields): exactly one of them.
     Everything is read and checked here (a PEM key against the certificate
-    too), so that one identity serves :func:`iot_session`,
+    too; awscrt logs in to a PKCS#11 token when a transport or connection is
+    made), so that one identity serves :func:`iot_session`,
     :class:`IoTCredentialsProvider` and :func:`mqtt_connection` (``identity=``).
     Immutable; the repr names the certificate's SHA-256 and where the key
     lives, never key material or the PIN.
