@@ -438,6 +438,7 @@ def _cert_chain_problem(error: ssl.SSLError) -> str:
 
 
 def _load_ca(value: Any) -> _Pem | None:
+    """The CA bundle the servers' certificates are checked against (None: the system's)."""
     return _load_cert(value, "ca")[0] if value is not None else None
 
 
@@ -1171,12 +1172,11 @@ def iot_session(
     """A boto3 Session with refreshing credentials from the IoT credentials provider.
 
     ``cert``, ``key`` and ``ca`` are paths or PEM content; for a key in a
-    PKCS#11 token pass ``key=None`` and ``pkcs11=``; or pass all of them
-    loaded once as ``identity=`` (a :class:`TLSIdentity`). ``role_alias`` is
-    required. ``endpoint`` is the
-    credentials-provider endpoint (``aws iot describe-endpoint --endpoint-type
-    iot:CredentialProvider``); its region is used unless ``region_name`` is
-    given. Each fetch is bounded by ``timeout`` seconds. ``cache`` (e.g.
+    PKCS#11 token pass ``key=None`` and ``pkcs11=``. Or pass them loaded
+    once as ``identity=`` (a :class:`TLSIdentity`). ``role_alias`` is
+    required. ``endpoint`` is the credentials-provider endpoint (``aws iot
+    describe-endpoint --endpoint-type iot:CredentialProvider``); its region is
+    used unless ``region_name`` is given. Each fetch is bounded by ``timeout`` seconds. ``cache`` (e.g.
     ``assume_role_chain.JSONFileCache()``) shares credentials between
     processes. Errors are :class:`IoTError` subclasses.
     """
@@ -1227,9 +1227,9 @@ def mqtt_connection(
     ``endpoint`` is the data endpoint (``aws iot describe-endpoint
     --endpoint-type iot:Data-ATS``). ``cert``, ``key``/``pkcs11`` and ``ca``
     are as for :func:`iot_session`, or ``identity=`` (a :class:`TLSIdentity`)
-    instead. On port 443 ALPN ``x-amzn-mqtt-ca`` is
-    used unless ``alpn=False``. ``connection_options`` go to
-    :class:`awscrt.mqtt.Connection` (``clean_session``, ``keep_alive_secs``...).
+    instead. On port 443 ALPN ``x-amzn-mqtt-ca`` is used unless
+    ``alpn=False``. ``connection_options`` go to :class:`awscrt.mqtt.Connection`
+    (``clean_session``, ``keep_alive_secs``...).
     Call ``.connect().result(timeout)`` on the result.
     """
     ep = parse_data_endpoint(endpoint, port, 8883)
