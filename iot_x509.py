@@ -1176,9 +1176,10 @@ def iot_session(
     once as ``identity=`` (a :class:`TLSIdentity`). ``role_alias`` is
     required. ``endpoint`` is the credentials-provider endpoint (``aws iot
     describe-endpoint --endpoint-type iot:CredentialProvider``); its region is
-    used unless ``region_name`` is given. Each fetch is bounded by ``timeout`` seconds. ``cache`` (e.g.
-    ``assume_role_chain.JSONFileCache()``) shares credentials between
-    processes. Errors are :class:`IoTError` subclasses.
+    used unless ``region_name`` is given. Each fetch is bounded by
+    ``timeout`` seconds. ``cache`` (e.g. ``assume_role_chain.JSONFileCache()``)
+    shares credentials between processes. Errors are :class:`IoTError`
+    subclasses.
     """
     import assume_role_chain
 
