@@ -5,7 +5,8 @@
 credentials provider (``GET /role-aliases/<alias>/credentials`` over mutual
 TLS) and refresh themselves with :mod:`assume_role_chain`'s engine.
 ``mqtt_connection(...)`` builds an :class:`awscrt.mqtt.Connection` with the same
-certificate. ``python -m iot_x509 ...`` prints ``credential_process`` JSON.
+certificate. A :class:`TLSIdentity` loads certificate, key and CA once for
+both. ``python -m iot_x509 ...`` prints ``credential_process`` JSON.
 
 Keys are PEM (a path or the content) or live in a PKCS#11 token. Key material
 is never written to disk or logged, and no repr or error message holds a
@@ -17,7 +18,7 @@ Sections:
 
 1. Errors
 2. Argument types and validation
-3. PEM inputs
+3. PEM inputs and the TLS identity
 4. Transports (standard-library ssl, awscrt)
 5. The credentials provider
 6. Public API: iot_session
@@ -64,6 +65,7 @@ __all__ = [
     "IoTTLSError",
     "IoTTimeoutError",
     "Pkcs11Config",
+    "TLSIdentity",
     "iot_session",
     "main",
     "mqtt_connection",
@@ -326,7 +328,7 @@ def _check_timeout(value: Any) -> float:
 
 
 # ---------------------------------------------------------------------------
-# 3. PEM inputs
+# 3. PEM inputs and the TLS identity
 # ---------------------------------------------------------------------------
 
 _CERT_MARK = b"-----BEGIN CERTIFICATE-----"
@@ -434,6 +436,91 @@ def _cert_chain_problem(error: ssl.SSLError) -> str:
     if "NO_CERTIFICATE_ASSIGNED" in reason:
         return "key does not belong to cert (the key types differ)"
     return f"cert/key could not be loaded ({reason or error.__class__.__name__})"
+
+
+def _load_ca(value: Any) -> _Pem | None:
+    """The CA bundle the servers' certificates are checked against (None: the system's)."""
+    return _load_cert(value, "ca")[0] if value is not None else None
+
+
+@dataclasses.dataclass(frozen=True, init=False, eq=False, repr=False)
+class TLSIdentity:
+    """A device's TLS client identity: certificate, private key and CA, loaded once.
+
+    ``cert`` and ``ca`` (the CA of the servers, default: the system's) are
+    paths or PEM content. The private key is ``key`` (a PEM path or content,
+    unencrypted) or, with ``key=None``, a PKCS#11 token (``pkcs11=``, a
+    :class:`Pkcs11Config` or a mapping of its fields): exactly one of them.
+    Everything is read and checked here (a PEM key against the certificate
+    too; awscrt logs in to a PKCS#11 token when a transport or connection is
+    made), so that one identity serves :func:`iot_session`,
+    :class:`IoTCredentialsProvider` and :func:`mqtt_connection` (``identity=``).
+    Immutable; the repr names the certificate's SHA-256 and where the key
+    lives, never key material or the PIN.
+    """
+
+    cert_sha256: str
+    pkcs11: Pkcs11Config | None
+    _cert: _Pem
+    _key: _Pem | None
+    _ca: _Pem | None
+
+    def __init__(
+        self,
+        cert: PemInput,
+        key: PemInput | None = None,
+        *,
+        pkcs11: Pkcs11Config | Mapping[str, Any] | None = None,
+        ca: PemInput | None = None,
+    ) -> None:
+        cert_pem, der = _load_cert(cert)
+        ca_pem = _load_ca(ca)
+        if (key is None) == (pkcs11 is None):
+            raise IoTConfigError("give exactly one of key (a PEM private key) and pkcs11")
+        fields = {
+            "cert_sha256": hashlib.sha256(der).hexdigest(),
+            "pkcs11": Pkcs11Config.from_value(pkcs11) if pkcs11 is not None else None,
+            "_cert": cert_pem,
+            "_key": _load_key(key) if key is not None else None,
+            "_ca": ca_pem,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        if self._ssl_can_load_key:  # s2n refuses a mismatched pair without saying why; ssl names it
+            self._load_into(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+
+    def __repr__(self) -> str:
+        key = f"key in {self.pkcs11!r}" if self.pkcs11 is not None else f"key {_origin(self._key)}"
+        ca = f"CA {_origin(self._ca)}" if self._ca is not None else "system CAs"
+        return f"<TLSIdentity cert sha256 {self.cert_sha256[:16]}..., {key}, {ca}>"
+
+    @property
+    def _ssl_can_load_key(self) -> bool:
+        """The standard library's ssl loads a PEM key from a file or a memfd only."""
+        if self._key is None:
+            return False
+        return _memfd_available() or (self._cert.path is not None and self._key.path is not None)
+
+    def _load_into(self, ctx: ssl.SSLContext) -> None:
+        assert self._key is not None
+        _load_cert_chain(ctx, self._cert, self._key)
+
+
+def _origin(pem: _Pem | None) -> str:
+    """Where PEM came from, never its content."""
+    return f"from file {pem.path!r}" if pem is not None and pem.path is not None else "from PEM content"
+
+
+def _resolve_identity(identity: Any, cert: Any, key: Any, pkcs11: Any, ca: Any) -> TLSIdentity:
+    """``identity=`` as given, or one built from cert/key/pkcs11/ca (not both)."""
+    if identity is None:
+        return TLSIdentity(cert, key, pkcs11=pkcs11, ca=ca)
+    if not isinstance(identity, TLSIdentity):
+        raise IoTConfigError(f"identity must be a TLSIdentity, not {type(identity).__name__}")
+    given = [name for name, value in (("cert", cert), ("key", key), ("pkcs11", pkcs11), ("ca", ca)) if value is not None]
+    if given:
+        raise IoTConfigError(f"identity: give either identity= or {'/'.join(given)}, not both")
+    return identity
 
 
 # ---------------------------------------------------------------------------
@@ -609,14 +696,15 @@ class _SslTransport:
 
     name = "ssl"
 
-    def __init__(self, cert: _Pem, key: _Pem, ca: _Pem | None) -> None:
+    def __init__(self, identity: TLSIdentity) -> None:
+        ca = identity._ca
         cadata = ca.data.decode("ascii", "replace") if ca else None
         try:
             ctx = ssl.create_default_context(cadata=cadata)
         except ssl.SSLError as error:
             raise IoTConfigError(f"ca could not be loaded ({error.reason})") from None
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        _load_cert_chain(ctx, cert, key)
+        identity._load_into(ctx)
         self._ctx = ctx
 
     def get(self, ep: Endpoint, path: str, headers: Mapping[str, str], timeout: float) -> Response:
@@ -708,9 +796,10 @@ def _pkcs11_lib(path: str) -> Any:
         return _pkcs11_libs[key]
 
 
-def _crt_tls_options(cert: _Pem, key: _Pem | None, pkcs11: Pkcs11Config | None, ca: _Pem | None) -> Any:
-    """awscrt TlsContextOptions for a PEM key or a PKCS#11 key."""
+def _crt_identity_context(identity: TLSIdentity, alpn: str | None = None) -> Any:
+    """An awscrt ClientTlsContext presenting ``identity`` (a PKCS#11 token logs in here)."""
     io_ = _awscrt().io
+    pkcs11, cert = identity.pkcs11, identity._cert
     if pkcs11 is not None:
         options = io_.TlsContextOptions.create_client_with_mtls_pkcs11(
             pkcs11_lib=_pkcs11_lib(pkcs11.pkcs11_lib),
@@ -721,11 +810,13 @@ def _crt_tls_options(cert: _Pem, key: _Pem | None, pkcs11: Pkcs11Config | None, 
             cert_file_contents=cert.data,
         )
     else:
-        assert key is not None
-        options = io_.TlsContextOptions.create_client_with_mtls(cert.data, key.data)
-    if ca is not None:
-        options.override_default_trust_store(ca.data)
-    return options
+        assert identity._key is not None
+        options = io_.TlsContextOptions.create_client_with_mtls(cert.data, identity._key.data)
+    if identity._ca is not None:
+        options.override_default_trust_store(identity._ca.data)
+    if alpn is not None:
+        options.alpn_list = [alpn]
+    return _crt_tls_context(options, "pkcs11" if pkcs11 is not None else "cert/key")
 
 
 def _crt_tls_context(options: Any, what: str) -> Any:
@@ -795,19 +886,17 @@ class _CrtTransport:
 
     name = "awscrt"
 
-    def __init__(self, cert: _Pem, key: _Pem | None, pkcs11: Pkcs11Config | None, ca: _Pem | None) -> None:
-        what = "pkcs11" if pkcs11 is not None else "cert/key"
-        self._ctx = _crt_tls_context(_crt_tls_options(cert, key, pkcs11, ca), what)
-        self._ca = ca
+    def __init__(self, identity: TLSIdentity) -> None:
+        self._ctx = _crt_identity_context(identity)
+        self._ca = identity._ca
         self._pid = os.getpid()
         # A PKCS#11 login does not survive fork: a child logs in again. (PEM
         # contexts hold no session, so their key bytes are not kept.)
-        self._pkcs11 = (cert, pkcs11) if pkcs11 is not None else None
+        self._pkcs11_identity = identity if identity.pkcs11 is not None else None
 
     def _context(self) -> Any:
-        if self._pkcs11 is not None and os.getpid() != self._pid:
-            cert, config = self._pkcs11
-            self._ctx = _crt_tls_context(_crt_tls_options(cert, None, config, self._ca), "pkcs11")
+        if self._pkcs11_identity is not None and os.getpid() != self._pid:
+            self._ctx = _crt_identity_context(self._pkcs11_identity)
             self._pid = os.getpid()
         return self._ctx
 
@@ -979,9 +1068,9 @@ class IoTCredentialsProvider:
 
     def __init__(
         self,
-        cert: PemInput,
-        key: PemInput | None,
-        role_alias: str,
+        cert: PemInput | None = None,
+        key: PemInput | None = None,
+        role_alias: str | None = None,
         *,
         endpoint: str,
         thing_name: str | None = None,
@@ -989,15 +1078,15 @@ class IoTCredentialsProvider:
         pkcs11: Pkcs11Config | Mapping[str, Any] | None = None,
         timeout: float = 10.0,
         transport: Transport = "auto",
+        identity: TLSIdentity | None = None,
     ) -> None:
         self.role_alias = check_role_alias(role_alias)
         self.thing_name = check_thing_name(thing_name)
         self.endpoint = parse_credentials_endpoint(endpoint)
         self.timeout = _check_timeout(timeout)
-        cert_pem, der = _load_cert(cert)
-        self.cert_sha256 = hashlib.sha256(der).hexdigest()
-        ca_pem = _load_cert(ca, "ca")[0] if ca is not None else None
-        self._transport = _make_transport(cert_pem, key, pkcs11, ca_pem, transport)
+        tls_identity = _resolve_identity(identity, cert, key, pkcs11, ca)
+        self.cert_sha256 = tls_identity.cert_sha256
+        self._transport = _make_transport(tls_identity, transport)
 
     def __repr__(self) -> str:
         thing = f", thing {self.thing_name}" if self.thing_name else ""
@@ -1039,27 +1128,17 @@ class IoTCredentialsProvider:
         return credentials
 
 
-def _make_transport(
-    cert: _Pem, key: Any, pkcs11: Any, ca: _Pem | None, transport: Transport
-) -> _SslTransport | _CrtTransport:
-    """Exactly one of key/pkcs11; PKCS#11 needs awscrt, PEM prefers ssl."""
-    if (key is None) == (pkcs11 is None):
-        raise IoTConfigError("give exactly one of key (a PEM private key) and pkcs11")
+def _make_transport(identity: TLSIdentity, transport: Transport) -> _SslTransport | _CrtTransport:
+    """PKCS#11 needs awscrt; a PEM key prefers ssl where ssl can load it."""
     if transport not in ("auto", "ssl", "awscrt"):
         raise IoTConfigError(f"transport must be 'auto', 'ssl' or 'awscrt', not {transport!r}")
-    if pkcs11 is not None:
+    if identity.pkcs11 is not None and transport == "ssl":
+        raise IoTConfigError("PKCS#11 keys need transport='awscrt' (or 'auto')")
+    if transport == "awscrt" or not identity._ssl_can_load_key:
         if transport == "ssl":
-            raise IoTConfigError("PKCS#11 keys need transport='awscrt' (or 'auto')")
-        return _CrtTransport(cert, None, Pkcs11Config.from_value(pkcs11), ca)
-    key_pem = _load_key(key)
-    checkable = _memfd_available() or (cert.path is not None and key_pem.path is not None)
-    if transport == "awscrt" or (transport == "auto" and not checkable):
-        if checkable:  # s2n refuses a mismatched pair without saying why; ssl names it
-            _load_cert_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), cert, key_pem)
-        return _CrtTransport(cert, key_pem, None, ca)
-    if not checkable:
-        raise IoTConfigError("transport='ssl' needs key and cert as files on this platform")
-    return _SslTransport(cert, key_pem, ca)
+            raise IoTConfigError("transport='ssl' needs key and cert as files on this platform")
+        return _CrtTransport(identity)
+    return _SslTransport(identity)
 
 
 # ---------------------------------------------------------------------------
@@ -1083,38 +1162,41 @@ def _check_session_options(region_name: Any, cache: Any, cache_key: Any, clock: 
 
 
 def iot_session(
-    cert: PemInput,
-    key: PemInput | None,
-    role_alias: str,
+    cert: PemInput | None = None,
+    key: PemInput | None = None,
+    role_alias: str | None = None,
     *,
     endpoint: str,
+    transport: Transport = "auto",
+    timeout: float = 10.0,
     thing_name: str | None = None,
+    region_name: str | None = None,
     ca: PemInput | None = None,
     pkcs11: Pkcs11Config | Mapping[str, Any] | None = None,
-    region_name: str | None = None,
-    timeout: float = 10.0,
+    identity: TLSIdentity | None = None,
     cache: MutableMapping[str, Any] | None = None,
     cache_key: str | None = None,
     eager: bool = False,
     clock: Callable[[], dt.datetime] | None = None,
-    transport: Transport = "auto",
 ) -> boto3.Session:
     """A boto3 Session with refreshing credentials from the IoT credentials provider.
 
     ``cert``, ``key`` and ``ca`` are paths or PEM content; for a key in a
-    PKCS#11 token pass ``key=None`` and ``pkcs11=``. ``endpoint`` is the
-    credentials-provider endpoint (``aws iot describe-endpoint --endpoint-type
-    iot:CredentialProvider``); its region is used unless ``region_name`` is
-    given. Each fetch is bounded by ``timeout`` seconds. ``cache`` (e.g.
-    ``assume_role_chain.JSONFileCache()``) shares credentials between
-    processes. Errors are :class:`IoTError` subclasses.
+    PKCS#11 token pass ``key=None`` and ``pkcs11=``. Or pass them loaded
+    once as ``identity=`` (a :class:`TLSIdentity`). ``role_alias`` is
+    required. ``endpoint`` is the credentials-provider endpoint (``aws iot
+    describe-endpoint --endpoint-type iot:CredentialProvider``); its region is
+    used unless ``region_name`` is given. Each fetch is bounded by
+    ``timeout`` seconds. ``cache`` (e.g. ``assume_role_chain.JSONFileCache()``)
+    shares credentials between processes. Errors are :class:`IoTError`
+    subclasses.
     """
     import assume_role_chain
 
     _check_session_options(region_name, cache, cache_key, clock)
     provider = IoTCredentialsProvider(
         cert, key, role_alias, endpoint=endpoint, thing_name=thing_name, ca=ca,
-        pkcs11=pkcs11, timeout=timeout, transport=transport,
+        pkcs11=pkcs11, timeout=timeout, transport=transport, identity=identity,
     )
     return assume_role_chain.refreshable_session(
         provider,
@@ -1141,37 +1223,31 @@ def _check_client_id(client_id: Any) -> str:
 def mqtt_connection(
     endpoint: str,
     client_id: str,
-    cert: PemInput,
+    cert: PemInput | None = None,
     key: PemInput | None = None,
     *,
     pkcs11: Pkcs11Config | Mapping[str, Any] | None = None,
     ca: PemInput | None = None,
     port: int = 8883,
     alpn: bool | None = None,
+    identity: TLSIdentity | None = None,
     **connection_options: Any,
 ) -> Any:
     """An :class:`awscrt.mqtt.Connection` (MQTT 3.1.1) over mutual TLS, not yet connected.
 
     ``endpoint`` is the data endpoint (``aws iot describe-endpoint
-    --endpoint-type iot:Data-ATS``). On port 443 ALPN ``x-amzn-mqtt-ca`` is
-    used unless ``alpn=False``. ``connection_options`` go to
-    :class:`awscrt.mqtt.Connection` (``clean_session``, ``keep_alive_secs``...).
+    --endpoint-type iot:Data-ATS``). ``cert``, ``key``/``pkcs11`` and ``ca``
+    are as for :func:`iot_session`, or ``identity=`` (a :class:`TLSIdentity`)
+    instead. On port 443 ALPN ``x-amzn-mqtt-ca`` is used unless
+    ``alpn=False``. ``connection_options`` go to :class:`awscrt.mqtt.Connection`
+    (``clean_session``, ``keep_alive_secs``...).
     Call ``.connect().result(timeout)`` on the result.
     """
     ep = parse_data_endpoint(endpoint, port, 8883)
     _check_client_id(client_id)
-    cert_pem = _load_cert(cert)[0]
-    ca_pem = _load_cert(ca, "ca")[0] if ca is not None else None
-    if (key is None) == (pkcs11 is None):
-        raise IoTConfigError("give exactly one of key (a PEM private key) and pkcs11")
-    key_pem = _load_key(key) if key is not None else None
-    config = Pkcs11Config.from_value(pkcs11) if pkcs11 is not None else None
-    if key_pem is not None and _memfd_available():
-        _load_cert_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), cert_pem, key_pem)
-    options = _crt_tls_options(cert_pem, key_pem, config, ca_pem)
-    if alpn or (alpn is None and ep.port == 443):
-        options.alpn_list = [MQTT_ALPN]
-    tls = _crt_tls_context(options, "pkcs11" if config else "cert/key")
+    tls_identity = _resolve_identity(identity, cert, key, pkcs11, ca)
+    use_alpn = alpn or (alpn is None and ep.port == 443)
+    tls = _crt_identity_context(tls_identity, MQTT_ALPN if use_alpn else None)
     crt = _awscrt()
     client = crt.mqtt.Client(_crt_bootstrap(), tls)
     return crt.mqtt.Connection(client, ep.host, ep.port, client_id, **connection_options)
@@ -1200,8 +1276,9 @@ def mqtt_websocket_connection(
         raise IoTConfigError("region_name is required (not found in endpoint or session)")
     crt = _awscrt()
     options = crt.io.TlsContextOptions()
-    if ca is not None:
-        options.override_default_trust_store(_load_cert(ca, "ca")[0].data)
+    ca_pem = _load_ca(ca)
+    if ca_pem is not None:
+        options.override_default_trust_store(ca_pem.data)
     client = crt.mqtt.Client(_crt_bootstrap(), _crt_tls_context(options, "ca"))
     return crt.mqtt.Connection(
         client, ep.host, ep.port, client_id, use_websockets=True,
