@@ -1775,6 +1775,43 @@ def _new_session(
     return session
 
 
+@dataclasses.dataclass(frozen=True)
+class _SessionOptions:
+    """The settings every refreshing session shares, whatever its source (held once).
+
+    ``region_name``: ``None`` follows the parent's region, ``True`` copies it
+    now, ``False`` leaves the child's implicit region, a string sets it.
+    """
+
+    region_name: str | bool | None = None
+    cache: Any = None
+    clock: Clock | None = None
+    advisory_timeout: float | None = None
+    mandatory_timeout: float | None = None
+    eager: bool = False
+
+    def check(self, problems: _Problems, duration: Any = None) -> None:
+        """Note every problem of these settings (``duration``: the credentials' lifetime if known)."""
+        _check_region(problems, self.region_name)
+        _check_cache(problems, self.cache)
+        _check_windows(problems, self.advisory_timeout, self.mandatory_timeout, duration)
+        _check_clock(problems, self.clock)
+
+
+def _build_session(source: _CredentialSource, options: _SessionOptions, parent: boto3.Session | None) -> boto3.Session:
+    """The one way a refreshing session is made, for every source: engine, child session, eager start."""
+    credentials = _RefreshingCredentials(
+        source, cache=options.cache, clock=options.clock,
+        advisory_timeout=options.advisory_timeout, mandatory_timeout=options.mandatory_timeout,
+    )
+    session = _new_session(credentials, parent, options.region_name)
+    if parent is not None:
+        session.assume_role_parent_session = parent  # type: ignore[attr-defined]
+    if options.eager:
+        credentials.start_proactive_refresh()
+    return session
+
+
 # ---------------------------------------------------------------------------
 # 9. Credential sources
 # ---------------------------------------------------------------------------
@@ -2388,25 +2425,32 @@ def _check_assume_role_fields(problems: _Problems, role_arn: Any, args: Mapping[
     _check_provided_contexts(problems, args.get("ProvidedContexts"))
 
 
-def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+def _validate_assume_role(
+    session: Any,
+    role_arn: Any,
+    args: Mapping[str, Any],
+    options: _SessionOptions,
+    *,
+    mfa_token_provider: Any,
+    mfa_token_provider_kwargs: Any,
+    additional_kwargs: Any,
+    sts_client_kwargs: Any,
+) -> None:
+    """Every argument of one :func:`assume_role` call, checked in one pass (one error lists all)."""
     problems = _Problems()
     _check_session(problems, session)
     _check_assume_role_fields(problems, role_arn, args)
-    additional = extra.get("additional_kwargs")
+    additional = additional_kwargs
     serial = args.get("SerialNumber") or (additional.get("SerialNumber") if isinstance(additional, Mapping) else None)
-    _check_mfa(problems, serial, args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
-    _check_region(problems, extra.get("region_name"))
-    _check_cache(problems, extra.get("cache"))
+    _check_mfa(problems, serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs)
     if additional is not None and not isinstance(additional, Mapping):
         problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
-    sts_kwargs = extra.get("sts_client_kwargs")
-    if sts_kwargs is not None and not isinstance(sts_kwargs, Mapping):
+    if sts_client_kwargs is not None and not isinstance(sts_client_kwargs, Mapping):
         problems.add("sts_client_kwargs", "must be a mapping of client options")
-    _check_windows(problems, extra.get("advisory_timeout"), extra.get("mandatory_timeout"), args.get("DurationSeconds"))
-    _check_clock(problems, extra.get("clock"))
+    options.check(problems, args.get("DurationSeconds"))
     problems.raise_if_any()
-    if isinstance(sts_kwargs, Mapping):
-        STSClientConfig(sts_kwargs)
+    if isinstance(sts_client_kwargs, Mapping):
+        STSClientConfig(sts_client_kwargs)
 
 
 def _check_windows(problems: _Problems, advisory: Any, mandatory: Any, duration: Any) -> None:
@@ -2523,15 +2567,13 @@ def assume_role(
         "SourceIdentity": SourceIdentity, "ProvidedContexts": ProvidedContexts,
     }
     role_arn, args = _merge_role_mapping(RoleArn, keywords)
-    extra = {
-        "mfa_token_provider": mfa_token_provider, "mfa_token_provider_kwargs": mfa_token_provider_kwargs,
-        "region_name": region_name, "cache": cache, "additional_kwargs": additional_kwargs,
-        "sts_client_kwargs": sts_client_kwargs, "advisory_timeout": advisory_timeout,
-        "mandatory_timeout": mandatory_timeout, "clock": clock,
-    }
-    proactive = _resolve_eager(eager, defer_refresh)
+    options = _SessionOptions(region_name, cache, clock, advisory_timeout, mandatory_timeout, _resolve_eager(eager, defer_refresh))
     if validate:
-        _validate_assume_role(session, role_arn, args, extra)
+        _validate_assume_role(
+            session, role_arn, args, options, mfa_token_provider=mfa_token_provider,
+            mfa_token_provider_kwargs=mfa_token_provider_kwargs, additional_kwargs=additional_kwargs,
+            sts_client_kwargs=sts_client_kwargs,
+        )
     params, automatic_name = _normalise_params(role_arn, args, additional_kwargs)
     fallback_region = region_name if isinstance(region_name, str) else None
     if validate:
@@ -2543,16 +2585,10 @@ def assume_role(
     _clamp_for_chaining(params, parent_credentials)
     serial = params.get("SerialNumber")
     mfa = _MFACodes(serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs) if serial else None
-    clock = clock or _utc_now
-    source = _AssumeRoleSource(session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock, fallback_region)
-    credentials = _RefreshingCredentials(
-        source, cache=cache, clock=clock, advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout
+    source = _AssumeRoleSource(
+        session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock or _utc_now, fallback_region
     )
-    child = _new_session(credentials, session, region_name)
-    child.assume_role_parent_session = session  # type: ignore[attr-defined]
-    if proactive:
-        credentials.start_proactive_refresh()
-    return child
+    return _build_session(source, options, session)
 
 
 def _merge_role_mapping(role: Any, args: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:  # (RoleArn, arguments)
@@ -2633,29 +2669,23 @@ def refreshable_session(
     engine as :func:`assume_role` refreshes them. ``cache`` needs a
     ``cache_key`` naming this source; ``source_name`` appears in logs.
     """
+    options = _SessionOptions(region_name, cache, clock, advisory_timeout, mandatory_timeout, _resolve_eager(eager, defer_refresh))
+    _function_source_problems(fetch, options, cache_key).raise_if_any()
+    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
+    return _build_session(_FunctionSource(fetch, cache_key, name), options, None)
+
+
+def _function_source_problems(fetch: Any, options: _SessionOptions, cache_key: Any) -> _Problems:
+    """Every problem of a :func:`refreshable_session` call, found in one pass."""
     problems = _Problems()
     if not callable(fetch):
         problems.add("fetch", f"must be callable, not {type(fetch).__name__}")
-    _check_cache(problems, cache)
-    if cache is not None and (not isinstance(cache_key, str) or not cache_key):
+    if options.cache is not None and (not isinstance(cache_key, str) or not cache_key):
         problems.add("cache_key", "a non-empty string is required when cache is given")
-    if isinstance(region_name, bool):
+    if isinstance(options.region_name, bool):
         problems.add("region_name", "must be a region name string or None")
-    else:
-        _check_region(problems, region_name)
-    _check_windows(problems, advisory_timeout, mandatory_timeout, None)
-    _check_clock(problems, clock)
-    problems.raise_if_any()
-    proactive = _resolve_eager(eager, defer_refresh)
-    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
-    credentials = _RefreshingCredentials(
-        _FunctionSource(fetch, cache_key, name), cache=cache, clock=clock,
-        advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout,
-    )
-    session = _new_session(credentials, None, region_name)
-    if proactive:
-        credentials.start_proactive_refresh()
-    return session
+    options.check(problems)
+    return problems
 
 
 def patch_boto3() -> None:
