@@ -9,19 +9,38 @@ the same for any function that returns temporary credentials.
 This module is a single file on purpose: copy it next to a Lambda handler and
 it works with nothing but the standard library, boto3 and botocore.
 
+Where to look:
+
+* The public API (``assume_role``, ``assume_role_chain``,
+  ``refreshable_session``, ``patch_boto3``) is section 10; cached clients 11;
+  helpers (ARNs, Lambda session names, ``whoami``, ``get_credentials``) 12;
+  the command line 13.
+* How credentials refresh is three layers, in call order:
+  the *botocore shell* (section 6: botocore's hook, the thread lock, events,
+  fork handling) asks the pure *refresh policy* (section 3: windows, the
+  use/refresh/wait/fail decision, backoff) what to do, and gets new
+  credentials from the *cached source* (section 4: key, read, lock, read
+  again, fetch, write), which alone talks to a store through the
+  ``CredentialStore`` protocol. Stores: the JSON file cache (section 7) and
+  any dict-like object (adapted).
+* Every private botocore attribute we rely on is used in section 5, "the
+  botocore contract", and nowhere else.
+
 Sections, in reading order:
 
 1. Time
 2. Errors and argument validation
-3. Refresh windows and refresh events
-4. The refresh engine
-5. The JSON file cache
-6. Building child sessions
-7. Credential sources (AssumeRole, MFA codes, custom functions)
-8. Public API
-9. Cached clients
-10. Helpers (ARNs, Lambda session names, whoami)
-11. Command line
+3. The refresh policy
+4. Credentials, sources and the cached source
+5. The botocore contract
+6. The botocore shell
+7. The JSON file cache
+8. Building child sessions
+9. Credential sources (AssumeRole, MFA codes, custom functions)
+10. Public API
+11. Cached clients
+12. Helpers (ARNs, Lambda session names, whoami)
+13. Command line
 """
 
 from __future__ import annotations
@@ -31,6 +50,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import enum
 import errno
 import functools
 import getpass
@@ -54,7 +74,7 @@ import urllib.parse
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol, Union, cast
 
 import boto3
 import botocore.client
@@ -79,6 +99,7 @@ __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
     "AssumeRoleConfig",
     "ClientCache",
+    "CredentialStore",
     "DurationClampedWarning",
     "InvalidCredentialsError",
     "JSONFileCache",
@@ -326,15 +347,21 @@ def _check_policy(problems: _Problems, policy: Any) -> None:
         problems.add("Policy", f"must be at most 2048 characters as JSON, got {len(text)}")
 
 
+def _list_items(problems: _Problems, param: str, value: Any, shape: str, limit: int, noun: str) -> Sequence[Any]:
+    """The items of a list argument (none when it is absent or not a list, which is noted)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        problems.add(param, f"must be a list of {shape}")
+        return ()
+    if len(value) > limit:
+        problems.add(param, f"at most {limit} {noun}, got {len(value)}")
+    return value
+
+
 def _check_policy_arns(problems: _Problems, policy_arns: Any) -> None:
-    if policy_arns is None:
-        return
-    if isinstance(policy_arns, (str, bytes)) or not isinstance(policy_arns, Sequence):
-        problems.add("PolicyArns", "must be a list of ARN strings or of {'arn': ...} dicts")
-        return
-    if len(policy_arns) > 10:
-        problems.add("PolicyArns", f"at most 10 managed policies, got {len(policy_arns)}")
-    for index, item in enumerate(policy_arns):
+    items = _list_items(problems, "PolicyArns", policy_arns, "ARN strings or of {'arn': ...} dicts", 10, "managed policies")
+    for index, item in enumerate(items):
         arn = item.get("arn") if isinstance(item, Mapping) else item
         if not isinstance(arn, str) or not _POLICY_ARN_RE.fullmatch(arn) or len(arn) > 2048:
             problems.add(f"PolicyArns[{index}]", f"{str(arn)[:100]!r} is not an IAM policy ARN")
@@ -396,14 +423,8 @@ def _check_string_list(problems: _Problems, param: str, value: Any, limit: int) 
 
 
 def _check_provided_contexts(problems: _Problems, contexts: Any) -> None:
-    if contexts is None:
-        return
-    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Sequence):
-        problems.add("ProvidedContexts", "must be a list of {'ProviderArn', 'ContextAssertion'} dicts")
-        return
-    if len(contexts) > 5:
-        problems.add("ProvidedContexts", f"at most 5 contexts, got {len(contexts)}")
-    for index, item in enumerate(contexts):
+    items = _list_items(problems, "ProvidedContexts", contexts, "{'ProviderArn', 'ContextAssertion'} dicts", 5, "contexts")
+    for index, item in enumerate(items):
         if not isinstance(item, Mapping) or not set(item) <= {"ProviderArn", "ContextAssertion"}:
             problems.add(f"ProvidedContexts[{index}]", "must be a dict of ProviderArn and ContextAssertion")
 
@@ -466,8 +487,19 @@ def _check_session(problems: _Problems, session: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# 3. Refresh windows and refresh events
+# 3. The refresh policy: when to refresh (pure: values in, a decision out)
 # ---------------------------------------------------------------------------
+#
+# Everything about *when* credentials are refreshed lives here, as plain
+# functions of plain values (the "sans-I/O" idea of h11): the credentials'
+# issue and expiry times, a wall-clock reading, a monotonic reading and the
+# failure record go in; a decision comes out. No locks, no botocore, no
+# files and no clock of its own: the shells (section 6, and the asyncio
+# module) read the clocks, act on the decision and own all synchronisation.
+#
+# Two clocks, two jobs: expiry is a wall-clock moment (STS says when), while
+# backoff is an interval on the monotonic clock, so that a wall clock
+# stepped back by NTP cannot stretch a backoff into an hour.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,52 +535,136 @@ def refresh_windows(lifetime: float) -> RefreshWindows:
     )
 
 
+class _Action(enum.Enum):
+    """What a caller does with the credentials it holds (:meth:`_RefreshPolicy.decide`)."""
+
+    USE = "use"  # fresh, or usable while a backoff runs
+    REFRESH_IN_BACKGROUND = "refresh-in-background"  # advisory window: one caller refreshes, none waits
+    REFRESH_AND_WAIT = "refresh-and-wait"  # mandatory window or unusable: callers wait for one refresh
+    FAIL = "fail"  # unusable while a backoff runs: raise the last error, call nothing
+
+
 @dataclasses.dataclass(frozen=True)
-class RefreshEvent:
-    """What happened when a session needed new credentials.
+class _Schedule:
+    """The refresh moments of one generation of credentials, computed once."""
 
-    ``outcome`` is ``"fetched"`` (the source was called), ``"cache-hit"`` (a
-    cache served them) or ``"failed"``. ``source`` names the role or source,
-    never a secret. ``duration`` is in seconds.
+    expiry: dt.datetime
+    windows: RefreshWindows
+    refresh_from: dt.datetime  # the advisory window opens
+    wait_from: dt.datetime  # the mandatory window opens
+    usable_until: dt.datetime  # the safety margin begins
+
+    def state(self, now: dt.datetime) -> Literal["fresh", "advisory", "mandatory", "unusable"]:
+        if now >= self.usable_until:
+            return "unusable"
+        if now > self.wait_from:
+            return "mandatory"
+        if now > self.refresh_from:
+            return "advisory"
+        return "fresh"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Backoff:
+    """The failure record: failures in a row, and the monotonic moment of the next try."""
+
+    failures: int = 0
+    retry_at: float = -math.inf
+
+    def allows_attempt(self, monotonic_now: float) -> bool:
+        return monotonic_now >= self.retry_at
+
+
+_NO_BACKOFF = _Backoff()
+_BACKOFF_BASE = 1.0
+_BACKOFF_CAP = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _RefreshPolicy:
+    """When credentials are refreshed, and how failed refreshes back off.
+
+    ``advisory`` / ``mandatory`` fix the windows in seconds (``None``: scaled
+    to the lifetime by :func:`refresh_windows`). A fixed mandatory window
+    widens a scaled advisory one, and a fixed advisory window narrows a scaled
+    mandatory one, so that the advisory window always holds the mandatory one.
     """
 
-    source: str
-    outcome: Literal["fetched", "cache-hit", "failed"]
-    expiry: dt.datetime | None
-    duration: float
-    error: BaseException | None = None
+    advisory: float | None = None
+    mandatory: float | None = None
 
+    def windows(self, lifetime: float) -> RefreshWindows:
+        scaled = refresh_windows(lifetime)
+        advisory = scaled.advisory if self.advisory is None else self.advisory
+        mandatory = scaled.mandatory if self.mandatory is None else self.mandatory
+        if self.advisory is None:
+            advisory = max(advisory, mandatory)
+        if self.mandatory is None:
+            mandatory = min(mandatory, advisory)
+        return RefreshWindows(advisory=advisory, mandatory=mandatory, margin=scaled.margin)
 
-RefreshListener = Callable[[RefreshEvent], None]
-_listeners: list[RefreshListener] = []
+    def schedule(self, issued: dt.datetime, expiry: dt.datetime) -> _Schedule:
+        windows = self.windows((expiry - issued).total_seconds())
+        return _Schedule(
+            expiry=expiry,
+            windows=windows,
+            refresh_from=expiry - dt.timedelta(seconds=windows.advisory),
+            wait_from=expiry - dt.timedelta(seconds=windows.mandatory),
+            usable_until=expiry - dt.timedelta(seconds=windows.margin),
+        )
 
+    def windows_exceed_lifetime(self, issued: dt.datetime, expiry: dt.datetime) -> float | None:
+        """The fixed window that is not shorter than the lifetime (every use refreshes), if any."""
+        fixed = max(self.advisory or 0.0, self.mandatory or 0.0)
+        return fixed if fixed and fixed >= (expiry - issued).total_seconds() else None
 
-def add_refresh_listener(listener: RefreshListener) -> None:
-    """Call ``listener(event)`` after every refresh attempt, e.g. for metrics.
+    @staticmethod
+    def decide(schedule: _Schedule | None, now: dt.datetime, backoff: _Backoff, monotonic_now: float) -> _Action:
+        """What to do with the current credentials (``schedule`` ``None``: there are none yet)."""
+        state = "unusable" if schedule is None else schedule.state(now)
+        if state == "fresh":
+            return _Action.USE
+        may_attempt = backoff.allows_attempt(monotonic_now)
+        if state == "unusable":
+            return _Action.REFRESH_AND_WAIT if may_attempt else _Action.FAIL
+        if not may_attempt:
+            return _Action.USE  # static stability: serve them while backing off
+        return _Action.REFRESH_IN_BACKGROUND if state == "advisory" else _Action.REFRESH_AND_WAIT
 
-    Listeners run in the refreshing thread once the refresh is over (no lock
-    held, so a listener may use the session) and must be quick; an exception
-    in a listener is logged and otherwise ignored.
-    """
-    _listeners.append(listener)
+    @staticmethod
+    def after_failure(
+        backoff: _Backoff, schedule: _Schedule | None, now: dt.datetime, monotonic_now: float, jitter: float
+    ) -> _Backoff:
+        """The record after one more failure; ``jitter`` in [0.5, 1] spreads the retries.
 
+        The wait doubles from 1 s to 30 s; while the current credentials are
+        usable, the next try comes no later than the moment they stop being so.
+        """
+        failures = backoff.failures + 1
+        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (failures - 1)) * jitter
+        if schedule is not None and now < schedule.usable_until:
+            delay = min(delay, (schedule.usable_until - now).total_seconds())
+        return _Backoff(failures=failures, retry_at=monotonic_now + delay)
 
-def remove_refresh_listener(listener: RefreshListener) -> None:
-    """Stop calling a listener added with :func:`add_refresh_listener`."""
-    with contextlib.suppress(ValueError):
-        _listeners.remove(listener)
+    @staticmethod
+    def seconds_until_due(schedule: _Schedule | None, now: dt.datetime, backoff: _Backoff, monotonic_now: float) -> float:
+        """Seconds until a background refresher should act (0 or less: now)."""
+        due = 0.0 if schedule is None else (schedule.refresh_from - now).total_seconds()
+        return max(due, backoff.retry_at - monotonic_now)
 
+    @staticmethod
+    def is_fresh(schedule: _Schedule, now: dt.datetime) -> bool:
+        """Worth taking from a cache: outside the advisory window."""
+        return schedule.state(now) == "fresh"
 
-def _emit(event: RefreshEvent) -> None:
-    for listener in list(_listeners):
-        try:
-            listener(event)
-        except Exception:
-            logger.exception("refresh listener %r failed", listener)
+    @staticmethod
+    def is_usable(schedule: _Schedule, now: dt.datetime) -> bool:
+        """Usable at all: outside the safety margin."""
+        return now < schedule.usable_until
 
 
 # ---------------------------------------------------------------------------
-# 4. The refresh engine
+# 4. Credentials, sources and the cached source
 # ---------------------------------------------------------------------------
 
 
@@ -630,7 +746,7 @@ def _credentials_from_mapping(data: Any, received: dt.datetime) -> _Credentials:
 
 
 class _CredentialSource(Protocol):
-    """Where a refreshing credentials object gets new credentials from."""
+    """Where new credentials come from (STS AssumeRole, a user function, IoT Core)."""
 
     name: str
 
@@ -641,25 +757,259 @@ class _CredentialSource(Protocol):
     def after_fork(self) -> None: ...
 
 
-_BACKOFF_BASE = 1.0
-_BACKOFF_CAP = 30.0
+class CredentialStore(Protocol):
+    """What a credential cache offers the cached source (:class:`JSONFileCache` is one).
+
+    * ``read(key)``: the entry (a dict in the STS shape), or ``None`` for a miss.
+    * ``write(key, entry)``: store the entry; a store may drop it at its ``Expiration``.
+    * ``lock(key)``: a context manager holding the key's lock, across processes
+      (and hosts, for a shared store), for at most a deadline of its own; it
+      yields whether the lock was had, and the cached source goes on either way.
+
+    Any exception other than a miss means the store failed: the cached source
+    warns once and goes on without it. A plain dict-like object is adapted
+    (reads, writes, and its ``lock(key)`` if it has one).
+    """
+
+    def read(self, key: str) -> Any: ...
+
+    def write(self, key: str, entry: JSONDict) -> None: ...
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[bool]: ...
 
 
-def _backoff_seconds(failures: int, jitter: float) -> float:
-    """The wait after ``failures`` failed attempts in a row (``jitter`` in [0.5, 1])."""
-    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (failures - 1)) * jitter
+class _MappingStore:
+    """A dict-like cache seen as a :class:`CredentialStore` (its own ``lock(key)``, if it has one)."""
+
+    def __init__(self, mapping: MutableMapping[str, Any]) -> None:
+        self.mapping = mapping
+
+    def read(self, key: str) -> Any:
+        try:
+            return self.mapping[key]
+        except KeyError:
+            return None
+
+    def write(self, key: str, entry: JSONDict) -> None:
+        self.mapping[key] = entry
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[bool]:
+        lock = getattr(self.mapping, "lock", None)
+        return lock(key) if callable(lock) else contextlib.nullcontext(False)
 
 
-def _retry_delay(backoff: float, seconds_usable: float | None) -> float:
-    """When to try again: after the backoff, but while current credentials are still usable."""
-    if seconds_usable is None:
-        return backoff
-    return max(min(backoff, seconds_usable), 0.0)
+def _as_store(cache: Any) -> CredentialStore | None:
+    if cache is None:
+        return None
+    if all(callable(getattr(cache, name, None)) for name in ("read", "write", "lock")):
+        return cast(CredentialStore, cache)
+    return _MappingStore(cache)
 
 
-def _seconds_until_due(seconds_to_window: float | None, seconds_to_retry: float | None) -> float:
-    """Seconds until a refresh is due: the advisory window is open and no backoff runs."""
-    return max(seconds_to_window or 0.0, seconds_to_retry or 0.0)
+_cache_failures_warned: dict[tuple[int, str], object] = {}
+
+
+def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: Exception) -> None:
+    """Go on without a cache that raised: one warning per cache object and error type.
+
+    The warning names the cache's type and the error's type only: a user's
+    cache may quote the entry, secrets included, in its messages.
+    """
+    if isinstance(cache, _MappingStore):
+        cache = cache.mapping
+    if isinstance(cache, JSONFileCache) and isinstance(error, OSError):
+        logger.debug("%r could not %s; going on without it", cache, action)  # it has warned, naming why
+        return
+    warned = (id(cache), type(error).__name__)
+    marker = object()
+    if _cache_failures_warned.setdefault(warned, marker) is not marker:
+        return
+    with contextlib.suppress(TypeError):  # forget it with the cache (if it can be weakly referenced)
+        weakref.finalize(cache, _cache_failures_warned.pop, warned, None)
+    logger.warning("credential cache %s failed to %s (%s); going on without it", type(cache).__name__, action, warned[1])
+
+
+Outcome = Literal["fetched", "cache-hit"]
+
+
+class _CachedSource:
+    """A source behind a store: key, read, lock, read again, fetch, write.
+
+    The only code that talks to a store. An entry is taken only while the
+    policy calls it fresh, so every process sharing the store refreshes at
+    the same moment, and the per-key lock makes one of them fetch. A store
+    that fails is skipped with a warning: it never costs credentials.
+    """
+
+    def __init__(self, source: _CredentialSource, store: CredentialStore | None, policy: _RefreshPolicy, clock: Clock) -> None:
+        self.source = source
+        self.store = store
+        self._policy = policy
+        self._clock = clock
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def obtain(self) -> tuple[_Credentials, Outcome]:
+        store = self.store
+        key = None if store is None else self.source.cache_key()
+        if store is None or key is None:
+            return self._fetch(), "fetched"
+        cached = self._read(store, key)
+        if cached is not None:
+            return cached, "cache-hit"
+        with self._locked(store, key):
+            cached = self._read(store, key)  # another process may have fetched meanwhile
+            if cached is not None:
+                return cached, "cache-hit"
+            credentials = self._fetch()
+            self._write(store, key, credentials)
+            return credentials, "fetched"
+
+    def _fetch(self) -> _Credentials:
+        return _credentials_from_mapping(self.source.fetch(), self._clock())
+
+    def _read(self, store: CredentialStore, key: str) -> _Credentials | None:
+        try:
+            entry = store.read(key)
+        except Exception as error:
+            _cache_failed(store, "read", error)
+            return None
+        if entry is None:
+            logger.debug("cache miss for %s", self.name)
+            return None
+        now = self._clock()
+        try:
+            credentials = _credentials_from_mapping(entry, now)
+        except Exception as error:  # a broken entry is a miss, never a failure
+            logger.debug("ignoring unusable cache entry for %s: %s", self.name, error)
+            return None
+        if not self._policy.is_fresh(self._policy.schedule(credentials.issued, credentials.expiry), now):
+            logger.debug("cache entry for %s is due for refresh: a miss", self.name)
+            return None
+        logger.debug("cache hit for %s", self.name)
+        return credentials
+
+    def _write(self, store: CredentialStore, key: str, credentials: _Credentials) -> None:
+        try:
+            store.write(key, credentials.to_cache_entry())
+        except Exception as error:
+            _cache_failed(store, "write", error)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(store: CredentialStore, key: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(store.lock(key))
+            except Exception as error:
+                _cache_failed(store, "lock", error)
+            yield
+
+    def after_fork(self) -> None:
+        self.source.after_fork()
+
+
+# ---------------------------------------------------------------------------
+# 5. The botocore contract: every private botocore attribute we touch
+# ---------------------------------------------------------------------------
+#
+# botocore has no public way to hand it credentials that refresh on our
+# schedule, nor to reach the botocore session behind a boto3 session. These
+# are the private names this module relies on, each used only in this
+# section. Each was checked on botocore 1.31.57 (the floor, tested in CI)
+# and on the newest release (1.44.x).
+#
+# | private name                                       | why                                                  |
+# |----------------------------------------------------|------------------------------------------------------|
+# | boto3.Session._session                             | the botocore session behind a boto3 session          |
+# | RefreshableCredentials._refresh()                  | botocore calls it before every read: our one hook    |
+# | ._access_key, ._secret_key, ._token,               | what botocore's properties and                       |
+# |   ._account_id (1.35+), ._frozen_credentials       |   get_frozen_credentials() return                    |
+# | ._expiry_time                                      | botocore's record of the expiry (also read for       |
+# |                                                    |   credentials that are not ours, by get_credentials) |
+# | ._advisory_refresh_timeout,                        | read by refresh_needed(); kept equal to our windows  |
+# |   ._mandatory_refresh_timeout                      |                                                      |
+# | ReadOnlyCredentials._fields                        | namedtuple fields: account_id exists since 1.35      |
+
+
+def _botocore_session_of(session: boto3.Session) -> botocore.session.Session:
+    return session._session
+
+
+def _publish(target: Any, credentials: _Credentials, windows: RefreshWindows) -> None:
+    """Make botocore's properties and ``get_frozen_credentials()`` return ``credentials``."""
+    target._advisory_refresh_timeout = windows.advisory
+    target._mandatory_refresh_timeout = windows.mandatory
+    target._access_key = credentials.access_key
+    target._secret_key = credentials.secret_key
+    target._token = credentials.token
+    target._account_id = credentials.account_id  # read by botocore 1.35+, harmless before
+    target._expiry_time = credentials.expiry
+    target._frozen_credentials = _frozen(credentials)
+
+
+def _frozen(credentials: _Credentials) -> botocore.credentials.ReadOnlyCredentials:
+    fields = [credentials.access_key, credentials.secret_key, credentials.token]
+    if len(botocore.credentials.ReadOnlyCredentials._fields) > 3:
+        fields.append(credentials.account_id)
+    return botocore.credentials.ReadOnlyCredentials(*fields)
+
+
+def _expiry_of(credentials: botocore.credentials.Credentials) -> dt.datetime | None:
+    expiry = getattr(credentials, "_expiry_time", None)
+    return expiry if isinstance(expiry, dt.datetime) else None
+
+
+
+# ---------------------------------------------------------------------------
+# 6. The botocore shell: locks, events, fork handling
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshEvent:
+    """What happened when a session needed new credentials.
+
+    ``outcome`` is ``"fetched"`` (the source was called), ``"cache-hit"`` (a
+    cache served them) or ``"failed"``. ``source`` names the role or source,
+    never a secret. ``duration`` is in seconds.
+    """
+
+    source: str
+    outcome: Literal["fetched", "cache-hit", "failed"]
+    expiry: dt.datetime | None
+    duration: float
+    error: BaseException | None = None
+
+
+RefreshListener = Callable[[RefreshEvent], None]
+_listeners: list[RefreshListener] = []
+
+
+def add_refresh_listener(listener: RefreshListener) -> None:
+    """Call ``listener(event)`` after every refresh attempt, e.g. for metrics.
+
+    Listeners run in the refreshing thread once the refresh is over (no lock
+    held, so a listener may use the session) and must be quick; an exception
+    in a listener is logged and otherwise ignored.
+    """
+    _listeners.append(listener)
+
+
+def remove_refresh_listener(listener: RefreshListener) -> None:
+    """Stop calling a listener added with :func:`add_refresh_listener`."""
+    with contextlib.suppress(ValueError):
+        _listeners.remove(listener)
+
+
+def _emit(event: RefreshEvent) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(event)
+        except Exception:
+            logger.exception("refresh listener %r failed", listener)
 
 
 class _ForkSafeLock:
@@ -696,124 +1046,108 @@ _fork_safe_locks: weakref.WeakSet[_ForkSafeLock] = weakref.WeakSet()
 _live_engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
 
 
-class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials):
-    """botocore credentials with windows scaled to the lifetime.
+@dataclasses.dataclass(frozen=True)
+class _Generation:
+    """The credentials in use and their schedule: replaced whole, read once."""
 
-    botocore calls ``_refresh()`` before every read of the credentials; this
-    class replaces that one method (and keeps the rest of botocore's class) to
-    add lifetime-scaled windows, a cache that coordinates processes, static
-    stability with jittered backoff, and fork safety.
+    credentials: _Credentials
+    schedule: _Schedule
+
+
+class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials):
+    """botocore credentials driven by the refresh policy and a cached source.
+
+    botocore calls ``_refresh()`` before every read of the credentials. This
+    shell asks the policy what to do, and owns what the policy leaves out:
+    the thread lock (single flight), installing new credentials into
+    botocore, events and logs, and fork handling. A fresh read is one
+    comparison and takes no lock.
     """
 
     def __init__(
         self,
         source: _CredentialSource,
         *,
-        cache: MutableMapping[str, Any] | None = None,
+        cache: Any = None,
         clock: Clock | None = None,
         advisory_timeout: float | None = None,
         mandatory_timeout: float | None = None,
     ) -> None:
-        super().__init__(
-            refresh_using=self._unused_refresh_using,
-            method="assume-role-chain",
-            time_fetcher=clock or _utc_now,
-        )
-        self._source = source
-        self._cache = cache
-        self._fixed_advisory = advisory_timeout
-        self._fixed_mandatory = mandatory_timeout
-        self._windows = RefreshWindows(0.0, 0.0, 0.0)
-        self._generation: _Credentials | None = None  # the one in use, read once by each reader
-        self._lock = _ForkSafeLock()
-        self._failures = 0
-        self._retry_at: float | None = None  # on the monotonic clock
+        self._clock: Clock = clock or _utc_now
+        super().__init__(refresh_using=self._unused_refresh_using, method="assume-role-chain", time_fetcher=self._clock)
+        self._policy = _RefreshPolicy(advisory_timeout, mandatory_timeout)
+        self._source = _CachedSource(source, _as_store(cache), self._policy, self._clock)
+        self._generation: _Generation | None = None
+        self._backoff = _NO_BACKOFF
         self._last_error: BaseException | None = None
+        self._lock = _ForkSafeLock()
         self._warned_windows = False
         self._proactive = False
         _live_engines.add(self)
 
     def __repr__(self) -> str:
         generation = self._generation
-        expiry = _iso(generation.expiry) if generation else "not fetched yet"
+        expiry = _iso(generation.credentials.expiry) if generation else "not fetched yet"
         return f"<refreshing credentials for {self._source.name}, expiry {expiry}>"
 
     def _unused_refresh_using(self) -> JSONDict:  # botocore requires the argument
         raise RuntimeError("assume_role_chain refreshes through _refresh()")
 
-    # -- state ---------------------------------------------------------------
-
-    def _now(self) -> dt.datetime:
-        return self._time_fetcher()  # type: ignore[attr-defined,no-any-return]
-
-    def _seconds_left(self) -> float | None:
+    def _decide(self) -> _Action:
         generation = self._generation
-        if generation is None:
-            return None
-        return float((generation.expiry - self._now()).total_seconds())
-
-    def _state(self) -> Literal["fresh", "advisory", "mandatory", "unusable"]:
-        left = self._seconds_left()
-        if left is None or left <= self._windows.margin:
-            return "unusable"
-        if left < self._windows.mandatory:
-            return "mandatory"
-        if left < self._windows.advisory:
-            return "advisory"
-        return "fresh"
-
-    def _may_attempt(self) -> bool:
-        return self._retry_at is None or _monotonic() >= self._retry_at
+        schedule = generation.schedule if generation is not None else None
+        return self._policy.decide(schedule, self._clock(), self._backoff, _monotonic())
 
     # -- botocore's hook -------------------------------------------------------
 
     def _refresh(self) -> None:
         if self._proactive:
             _proactive_refresher.ensure_running()  # e.g. in a forked child
-        state = self._state()
-        if state == "fresh":
+        action = self._decide()
+        if action is _Action.USE:
             return
+        if action is _Action.FAIL:
+            assert self._last_error is not None
+            raise self._last_error.with_traceback(None)
         events: list[RefreshEvent] = []
         try:
-            if state == "advisory":
-                if self._may_attempt() and self._lock.acquire(blocking=False):
+            if action is _Action.REFRESH_IN_BACKGROUND:
+                if self._lock.acquire(blocking=False):
                     try:
-                        self._refresh_holding_lock(False, events)
+                        self._refresh_holding_lock(events, waited=False)
                     finally:
                         self._lock.release()
             else:
                 with self._lock:
-                    self._refresh_holding_lock(True, events)
+                    self._refresh_holding_lock(events, waited=True)
         finally:
             for event in events:  # with the lock released: a listener may read the session
                 _emit(event)
 
-    def _refresh_holding_lock(self, required: bool, events: list[RefreshEvent]) -> None:
-        state = self._state()
-        if state == "fresh" or (state == "advisory" and required):
-            return  # another thread refreshed while this one waited
-        usable = state != "unusable"
-        if not self._may_attempt():
-            if usable:
-                return  # static stability: keep serving, retry after backoff
+    def _refresh_holding_lock(self, events: list[RefreshEvent], waited: bool) -> None:
+        action = self._decide()  # another thread may have refreshed while this one waited
+        if action is _Action.USE or (action is _Action.REFRESH_IN_BACKGROUND and waited):
+            return
+        if action is _Action.FAIL:
             assert self._last_error is not None
             raise self._last_error.with_traceback(None)
-        self._attempt(usable, events)
+        self._attempt(events)
 
-    def _attempt(self, usable: bool, events: list[RefreshEvent]) -> None:
+    def _attempt(self, events: list[RefreshEvent]) -> None:
         started = time.perf_counter()
+        current = self._generation
+        usable = current is not None and self._policy.is_usable(current.schedule, self._clock())
         logger.debug("refreshing credentials for %s", self._source.name)
         try:
-            credentials, outcome = self._obtain()
-            self._check_usable(credentials)
+            credentials, outcome = self._source.obtain()
+            generation = self._checked(credentials)
         except Exception as error:
             events.append(self._record_failure(error, started, usable))
             if usable:
                 return
             _add_note(error, f"assume_role_chain: no usable credentials for {self._source.name}")
             raise
-        self._install(credentials)
-        self._failures, self._retry_at, self._last_error = 0, None, None
+        self._install(generation)
         elapsed = time.perf_counter() - started
         logger.debug(
             "credentials for %s %s in %.3f s, expire %s",
@@ -821,20 +1155,33 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         )
         events.append(RefreshEvent(self._source.name, outcome, credentials.expiry, elapsed))
 
+    def _checked(self, credentials: _Credentials) -> _Generation:
+        schedule = self._policy.schedule(credentials.issued, credentials.expiry)
+        now = self._clock()
+        if not self._policy.is_usable(schedule, now):
+            raise InvalidCredentialsError(
+                f"Expiration {_iso(credentials.expiry)} is already past or within "
+                f"the safety margin (now {_iso(now)})",
+                provider=self._source.name,
+            )
+        self._warn_if_windows_exceed(credentials)
+        return _Generation(credentials, schedule)
+
     def _record_failure(self, error: Exception, started: float, usable: bool) -> RefreshEvent:
-        self._failures += 1
+        current = self._generation
+        monotonic_now = _monotonic()
+        self._backoff = self._policy.after_failure(
+            self._backoff, current.schedule if usable and current else None,
+            self._clock(), monotonic_now, random.uniform(0.5, 1.0),
+        )
         self._last_error = error
-        left = self._seconds_left()
-        seconds_usable = left - self._windows.margin if usable and left is not None else None
-        delay = _retry_delay(_backoff_seconds(self._failures, random.uniform(0.5, 1.0)), seconds_usable)
-        self._retry_at = _monotonic() + delay
         elapsed = time.perf_counter() - started
-        if usable:
+        if usable and current is not None:
             logger.warning(
                 "refreshing credentials for %s failed (%s: %s); still serving the "
                 "current ones (expire %s), next attempt in %.1f s",
                 self._source.name, type(error).__name__, error,
-                _iso(self._expiry_time) if self._expiry_time else "?", delay,
+                _iso(current.credentials.expiry), self._backoff.retry_at - monotonic_now,
             )
         else:
             logger.warning(
@@ -844,42 +1191,9 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
             )
         return RefreshEvent(self._source.name, "failed", None, elapsed, error)
 
-    # -- getting credentials -------------------------------------------------
-
-    def _obtain(self) -> tuple[_Credentials, Literal["fetched", "cache-hit"]]:
-        # A cache that fails is skipped (see _cache_failed): it never costs credentials.
-        cache = self._cache
-        key = None if cache is None else self._source.cache_key()
-        if cache is None or key is None:
-            return self._fetch(), "fetched"
-        cached = self._from_cache(cache, key)
-        if cached is not None:
-            return cached, "cache-hit"
-        with _entry_lock(cache, key):
-            cached = self._from_cache(cache, key)  # another process may have fetched
-            if cached is not None:
-                return cached, "cache-hit"
-            credentials = self._fetch()
-            self._to_cache(cache, key, credentials)
-            return credentials, "fetched"
-
-    def _fetch(self) -> _Credentials:
-        data = self._source.fetch()
-        return _credentials_from_mapping(data, self._now())
-
-    def _windows_for(self, credentials: _Credentials) -> RefreshWindows:
-        scaled = refresh_windows(credentials.lifetime)
-        advisory = scaled.advisory if self._fixed_advisory is None else self._fixed_advisory
-        mandatory = scaled.mandatory if self._fixed_mandatory is None else self._fixed_mandatory
-        if self._fixed_advisory is None:
-            advisory = max(advisory, mandatory)  # a fixed mandatory window widens the advisory one
-        if self._fixed_mandatory is None:
-            mandatory = min(mandatory, advisory)  # and a fixed advisory window narrows the mandatory one
-        return RefreshWindows(advisory=advisory, mandatory=mandatory, margin=scaled.margin)
-
     def _warn_if_windows_exceed(self, credentials: _Credentials) -> None:
-        fixed = max(self._fixed_advisory or 0.0, self._fixed_mandatory or 0.0)
-        if fixed >= credentials.lifetime and not self._warned_windows:
+        fixed = self._policy.windows_exceed_lifetime(credentials.issued, credentials.expiry)
+        if fixed is not None and not self._warned_windows:
             self._warned_windows = True
             message = (
                 f"refresh window of {fixed:g} s for {self._source.name} is not shorter than the "
@@ -888,59 +1202,10 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
             logger.warning(message)
             warnings.warn(message, RefreshWindowWarning, stacklevel=2)
 
-    def _is_fresh(self, credentials: _Credentials) -> bool:
-        left = (credentials.expiry - self._now()).total_seconds()
-        return left >= self._windows_for(credentials).advisory
-
-    def _check_usable(self, credentials: _Credentials) -> None:
-        left = (credentials.expiry - self._now()).total_seconds()
-        if left <= self._windows_for(credentials).margin:
-            raise InvalidCredentialsError(
-                f"Expiration {_iso(credentials.expiry)} is already past or within "
-                f"the safety margin (now {_iso(self._now())})",
-                provider=self._source.name,
-            )
-
-    def _from_cache(self, cache: MutableMapping[str, Any], key: str) -> _Credentials | None:
-        credentials = None
-        try:
-            entry = cache[key]
-        except KeyError:
-            entry = None
-        except Exception as error:
-            _cache_failed(cache, "read", error)
-            entry = None
-        if entry is not None:
-            try:
-                credentials = _credentials_from_mapping(entry, self._now())
-            except Exception as error:  # a broken entry is a miss, never a failure
-                logger.debug("ignoring unusable cache entry for %s: %s", self._source.name, error)
-        if credentials is not None and self._is_fresh(credentials):
-            logger.debug("cache hit for %s", self._source.name)
-            return credentials
-        logger.debug("cache miss for %s", self._source.name)
-        return None
-
-    def _to_cache(self, cache: MutableMapping[str, Any], key: str, credentials: _Credentials) -> None:
-        try:
-            cache[key] = credentials.to_cache_entry()
-        except Exception as error:
-            _cache_failed(cache, "write", error)
-
-    def _install(self, credentials: _Credentials) -> None:
-        # The one place that writes botocore's private fields: botocore's
-        # properties and get_frozen_credentials() read exactly these.
-        self._warn_if_windows_exceed(credentials)
-        self._windows = self._windows_for(credentials)
-        self._advisory_refresh_timeout = self._windows.advisory
-        self._mandatory_refresh_timeout = self._windows.mandatory
-        self._access_key = credentials.access_key
-        self._secret_key = credentials.secret_key
-        self._token = credentials.token
-        self._account_id = credentials.account_id
-        self._expiry_time = credentials.expiry
-        self._frozen_credentials = _frozen(credentials)
-        self._generation = credentials
+    def _install(self, generation: _Generation) -> None:
+        _publish(self, generation.credentials, generation.schedule.windows)
+        self._generation = generation  # one assignment: readers see one generation or the next
+        self._backoff, self._last_error = _NO_BACKOFF, None
 
     def current_generation(self) -> _Credentials:
         """Refresh if due, then the generation in use: keys and expiry of one fetch."""
@@ -948,7 +1213,7 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         generation = self._generation
         if generation is None:  # pragma: no cover - _refresh() raises instead
             raise botocore.exceptions.NoCredentialsError()
-        return generation
+        return generation.credentials
 
     # -- proactive refresh ----------------------------------------------------
 
@@ -960,16 +1225,16 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
 
     def seconds_until_due(self) -> float:
         """Seconds until the advisory window opens (or the backoff ends)."""
-        left = self._seconds_left()
-        retry_at = self._retry_at
-        return _seconds_until_due(
-            None if left is None else left - self._windows.advisory,
-            None if retry_at is None else retry_at - _monotonic(),
-        )
+        generation = self._generation
+        schedule = generation.schedule if generation is not None else None
+        return self._policy.seconds_until_due(schedule, self._clock(), self._backoff, _monotonic())
 
     def after_fork_in_child(self) -> None:
-        """Forget what the parent's threads were doing (our own locks are reset already)."""
-        self._refresh_lock = threading.Lock()  # botocore's; unused by _refresh(), reset anyway
+        """Drop what the parent's connections were (our locks are reset already).
+
+        botocore's own ``_refresh_lock`` is used only by the ``_refresh()``
+        this class replaces, so it needs no reset.
+        """
         self._source.after_fork()
 
 
@@ -978,14 +1243,6 @@ def _add_note(error: BaseException, note: str) -> None:
     add_note = getattr(error, "add_note", None)
     if add_note is not None and note not in getattr(error, "__notes__", ()):
         add_note(note)
-
-
-def _frozen(credentials: _Credentials) -> botocore.credentials.ReadOnlyCredentials:
-    # ReadOnlyCredentials gained account_id in botocore 1.35; older ones have 3 fields.
-    fields = [credentials.access_key, credentials.secret_key, credentials.token]
-    if len(botocore.credentials.ReadOnlyCredentials._fields) > 3:
-        fields.append(credentials.account_id)
-    return botocore.credentials.ReadOnlyCredentials(*fields)
 
 
 class _ProactiveRefresher:
@@ -1059,7 +1316,7 @@ def _reinitialise_after_fork() -> None:
 
 
 # ---------------------------------------------------------------------------
-# 5. The JSON file cache
+# 7. The JSON file cache
 # ---------------------------------------------------------------------------
 
 _MAX_ENTRY_BYTES = 64 * 1024
@@ -1302,7 +1559,18 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
                 os.unlink(temp_path)
             raise
 
-    # -- locking -----------------------------------------------------------------
+    # -- the CredentialStore protocol (read, write, lock) ------------------------
+
+    def read(self, key: str) -> JSONDict | None:
+        """The entry for ``key``, or ``None`` (a miss: absent, corrupt or untrusted)."""
+        try:
+            return self[key]
+        except KeyError:
+            return None
+
+    def write(self, key: str, entry: JSONDict) -> None:
+        """Store ``entry`` atomically; raises ``OSError`` if the folder cannot be used."""
+        self[key] = entry
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[bool]:
@@ -1383,48 +1651,9 @@ def _jsonable(value: Any) -> Any:
     return _iso(value) if isinstance(value, dt.datetime) else value
 
 
-@contextlib.contextmanager
-def _entry_lock(cache: Any, key: str) -> Iterator[None]:
-    """Hold the cache's per-entry lock, if it has one and it works."""
-    lock = getattr(cache, "lock", None)
-    with contextlib.ExitStack() as stack:
-        if callable(lock):
-            try:
-                stack.enter_context(lock(key))
-            except Exception as error:
-                _cache_failed(cache, "lock", error)
-        yield
-
-
-_cache_failures_warned: dict[tuple[int, str], object] = {}
-
-
-def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: Exception) -> None:
-    """Go on without a cache that raised: one warning per cache object and error type.
-
-    The warning names the cache's type and the error's type only: a user's
-    cache may quote the entry, secrets included, in its messages.
-    """
-    if isinstance(cache, JSONFileCache) and isinstance(error, OSError):
-        logger.debug("%r could not %s; going on without it", cache, action)  # it has warned, naming why
-        return
-    warned = (id(cache), type(error).__name__)
-    marker = object()
-    if _cache_failures_warned.setdefault(warned, marker) is not marker:
-        return
-    with contextlib.suppress(TypeError):  # forget it with the cache (if it can be weakly referenced)
-        weakref.finalize(cache, _cache_failures_warned.pop, warned, None)
-    logger.warning("credential cache %s failed to %s (%s); going on without it", type(cache).__name__, action, warned[1])
-
-
 # ---------------------------------------------------------------------------
-# 6. Building child sessions
+# 8. Building child sessions
 # ---------------------------------------------------------------------------
-
-
-def _botocore_session_of(session: boto3.Session) -> botocore.session.Session:
-    # boto3 exposes its botocore session only as the private ``_session``.
-    return session._session
 
 
 class _ParentConfig(botocore.configprovider.BaseProvider):
@@ -1546,8 +1775,45 @@ def _new_session(
     return session
 
 
+@dataclasses.dataclass(frozen=True)
+class _SessionOptions:
+    """The settings every refreshing session shares, whatever its source (held once).
+
+    ``region_name``: ``None`` follows the parent's region, ``True`` copies it
+    now, ``False`` leaves the child's implicit region, a string sets it.
+    """
+
+    region_name: str | bool | None = None
+    cache: Any = None
+    clock: Clock | None = None
+    advisory_timeout: float | None = None
+    mandatory_timeout: float | None = None
+    eager: bool = False
+
+    def check(self, problems: _Problems, duration: Any = None) -> None:
+        """Note every problem of these settings (``duration``: the credentials' lifetime if known)."""
+        _check_region(problems, self.region_name)
+        _check_cache(problems, self.cache)
+        _check_windows(problems, self.advisory_timeout, self.mandatory_timeout, duration)
+        _check_clock(problems, self.clock)
+
+
+def _build_session(source: _CredentialSource, options: _SessionOptions, parent: boto3.Session | None) -> boto3.Session:
+    """The one way a refreshing session is made, for every source: engine, child session, eager start."""
+    credentials = _RefreshingCredentials(
+        source, cache=options.cache, clock=options.clock,
+        advisory_timeout=options.advisory_timeout, mandatory_timeout=options.mandatory_timeout,
+    )
+    session = _new_session(credentials, parent, options.region_name)
+    if parent is not None:
+        session.assume_role_parent_session = parent  # type: ignore[attr-defined]
+    if options.eager:
+        credentials.start_proactive_refresh()
+    return session
+
+
 # ---------------------------------------------------------------------------
-# 7. Credential sources
+# 9. Credential sources
 # ---------------------------------------------------------------------------
 
 _REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stderr")
@@ -1959,7 +2225,7 @@ def _install_log_redaction() -> None:
 
 
 # ---------------------------------------------------------------------------
-# 8. Public API
+# 10. Public API
 # ---------------------------------------------------------------------------
 
 _ASSUME_ROLE_FIELDS = (
@@ -2159,25 +2425,32 @@ def _check_assume_role_fields(problems: _Problems, role_arn: Any, args: Mapping[
     _check_provided_contexts(problems, args.get("ProvidedContexts"))
 
 
-def _validate_assume_role(session: Any, role_arn: Any, args: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+def _validate_assume_role(
+    session: Any,
+    role_arn: Any,
+    args: Mapping[str, Any],
+    options: _SessionOptions,
+    *,
+    mfa_token_provider: Any,
+    mfa_token_provider_kwargs: Any,
+    additional_kwargs: Any,
+    sts_client_kwargs: Any,
+) -> None:
+    """Every argument of one :func:`assume_role` call, checked in one pass (one error lists all)."""
     problems = _Problems()
     _check_session(problems, session)
     _check_assume_role_fields(problems, role_arn, args)
-    additional = extra.get("additional_kwargs")
+    additional = additional_kwargs
     serial = args.get("SerialNumber") or (additional.get("SerialNumber") if isinstance(additional, Mapping) else None)
-    _check_mfa(problems, serial, args.get("TokenCode"), extra.get("mfa_token_provider"), extra.get("mfa_token_provider_kwargs"))
-    _check_region(problems, extra.get("region_name"))
-    _check_cache(problems, extra.get("cache"))
+    _check_mfa(problems, serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs)
     if additional is not None and not isinstance(additional, Mapping):
         problems.add("additional_kwargs", "must be a mapping of AssumeRole parameters")
-    sts_kwargs = extra.get("sts_client_kwargs")
-    if sts_kwargs is not None and not isinstance(sts_kwargs, Mapping):
+    if sts_client_kwargs is not None and not isinstance(sts_client_kwargs, Mapping):
         problems.add("sts_client_kwargs", "must be a mapping of client options")
-    _check_windows(problems, extra.get("advisory_timeout"), extra.get("mandatory_timeout"), args.get("DurationSeconds"))
-    _check_clock(problems, extra.get("clock"))
+    options.check(problems, args.get("DurationSeconds"))
     problems.raise_if_any()
-    if isinstance(sts_kwargs, Mapping):
-        STSClientConfig(sts_kwargs)
+    if isinstance(sts_client_kwargs, Mapping):
+        STSClientConfig(sts_client_kwargs)
 
 
 def _check_windows(problems: _Problems, advisory: Any, mandatory: Any, duration: Any) -> None:
@@ -2294,15 +2567,13 @@ def assume_role(
         "SourceIdentity": SourceIdentity, "ProvidedContexts": ProvidedContexts,
     }
     role_arn, args = _merge_role_mapping(RoleArn, keywords)
-    extra = {
-        "mfa_token_provider": mfa_token_provider, "mfa_token_provider_kwargs": mfa_token_provider_kwargs,
-        "region_name": region_name, "cache": cache, "additional_kwargs": additional_kwargs,
-        "sts_client_kwargs": sts_client_kwargs, "advisory_timeout": advisory_timeout,
-        "mandatory_timeout": mandatory_timeout, "clock": clock,
-    }
-    proactive = _resolve_eager(eager, defer_refresh)
+    options = _SessionOptions(region_name, cache, clock, advisory_timeout, mandatory_timeout, _resolve_eager(eager, defer_refresh))
     if validate:
-        _validate_assume_role(session, role_arn, args, extra)
+        _validate_assume_role(
+            session, role_arn, args, options, mfa_token_provider=mfa_token_provider,
+            mfa_token_provider_kwargs=mfa_token_provider_kwargs, additional_kwargs=additional_kwargs,
+            sts_client_kwargs=sts_client_kwargs,
+        )
     params, automatic_name = _normalise_params(role_arn, args, additional_kwargs)
     fallback_region = region_name if isinstance(region_name, str) else None
     if validate:
@@ -2314,16 +2585,10 @@ def assume_role(
     _clamp_for_chaining(params, parent_credentials)
     serial = params.get("SerialNumber")
     mfa = _MFACodes(serial, args.get("TokenCode"), mfa_token_provider, mfa_token_provider_kwargs) if serial else None
-    clock = clock or _utc_now
-    source = _AssumeRoleSource(session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock, fallback_region)
-    credentials = _RefreshingCredentials(
-        source, cache=cache, clock=clock, advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout
+    source = _AssumeRoleSource(
+        session, params, automatic_name, mfa, dict(sts_client_kwargs or {}), clock or _utc_now, fallback_region
     )
-    child = _new_session(credentials, session, region_name)
-    child.assume_role_parent_session = session  # type: ignore[attr-defined]
-    if proactive:
-        credentials.start_proactive_refresh()
-    return child
+    return _build_session(source, options, session)
 
 
 def _merge_role_mapping(role: Any, args: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:  # (RoleArn, arguments)
@@ -2404,29 +2669,23 @@ def refreshable_session(
     engine as :func:`assume_role` refreshes them. ``cache`` needs a
     ``cache_key`` naming this source; ``source_name`` appears in logs.
     """
+    options = _SessionOptions(region_name, cache, clock, advisory_timeout, mandatory_timeout, _resolve_eager(eager, defer_refresh))
+    _function_source_problems(fetch, options, cache_key).raise_if_any()
+    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
+    return _build_session(_FunctionSource(fetch, cache_key, name), options, None)
+
+
+def _function_source_problems(fetch: Any, options: _SessionOptions, cache_key: Any) -> _Problems:
+    """Every problem of a :func:`refreshable_session` call, found in one pass."""
     problems = _Problems()
     if not callable(fetch):
         problems.add("fetch", f"must be callable, not {type(fetch).__name__}")
-    _check_cache(problems, cache)
-    if cache is not None and (not isinstance(cache_key, str) or not cache_key):
+    if options.cache is not None and (not isinstance(cache_key, str) or not cache_key):
         problems.add("cache_key", "a non-empty string is required when cache is given")
-    if isinstance(region_name, bool):
+    if isinstance(options.region_name, bool):
         problems.add("region_name", "must be a region name string or None")
-    else:
-        _check_region(problems, region_name)
-    _check_windows(problems, advisory_timeout, mandatory_timeout, None)
-    _check_clock(problems, clock)
-    problems.raise_if_any()
-    proactive = _resolve_eager(eager, defer_refresh)
-    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
-    credentials = _RefreshingCredentials(
-        _FunctionSource(fetch, cache_key, name), cache=cache, clock=clock,
-        advisory_timeout=advisory_timeout, mandatory_timeout=mandatory_timeout,
-    )
-    session = _new_session(credentials, None, region_name)
-    if proactive:
-        credentials.start_proactive_refresh()
-    return session
+    options.check(problems)
+    return problems
 
 
 def patch_boto3() -> None:
@@ -2453,7 +2712,7 @@ def _assume_role_with_default_session(RoleArn: str, **kwargs: Any) -> boto3.Sess
 
 
 # ---------------------------------------------------------------------------
-# 9. Cached clients
+# 11. Cached clients
 # ---------------------------------------------------------------------------
 
 EvictionPolicy = Literal["LRU", "LFU"]
@@ -2633,7 +2892,7 @@ def cached_resource(
 
 
 # ---------------------------------------------------------------------------
-# 10. Helpers
+# 12. Helpers
 # ---------------------------------------------------------------------------
 
 
@@ -2747,17 +3006,17 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
             "expiry_time": _iso(generation.expiry),
         }
     frozen = credentials.get_frozen_credentials()
-    expiry = getattr(credentials, "_expiry_time", None)  # botocore's only record of it
+    expiry = _expiry_of(credentials)
     return {
         "access_key": frozen.access_key,
         "secret_key": frozen.secret_key,
         "token": frozen.token,
-        "expiry_time": _iso(expiry) if isinstance(expiry, dt.datetime) else None,
+        "expiry_time": _iso(expiry) if expiry is not None else None,
     }
 
 
 # ---------------------------------------------------------------------------
-# 11. Command line
+# 13. Command line
 # ---------------------------------------------------------------------------
 
 EXIT_BAD_ARGUMENTS = 2

@@ -1146,19 +1146,18 @@ def _make_transport(identity: TLSIdentity, transport: Transport) -> _SslTranspor
 # ---------------------------------------------------------------------------
 
 
-def _check_session_options(region_name: Any, cache: Any, cache_key: Any, clock: Any) -> None:
-    """The session-level arguments, checked here so that errors are IoTConfigError."""
+def _check_session_options(options: Any, cache_key: Any) -> None:
+    """The session-level arguments, with assume_role_chain's checks, as one IoTConfigError."""
     import assume_role_chain
 
-    region_problem = assume_role_chain._region_problem(region_name) if region_name is not None else None
-    if region_problem is not None:
-        raise IoTConfigError(f"region_name: {region_problem}")
-    if cache is not None and not (hasattr(cache, "__getitem__") and hasattr(cache, "__setitem__")):
-        raise IoTConfigError(f"cache: must be a dict-like object, not {type(cache).__name__}")
+    problems = assume_role_chain._Problems()
+    if isinstance(options.region_name, bool):
+        problems.add("region_name", "must be a region name string or None")
+    options.check(problems)
     if cache_key is not None and (not isinstance(cache_key, str) or not cache_key):
-        raise IoTConfigError("cache_key: must be a non-empty string")
-    if clock is not None and not callable(clock):
-        raise IoTConfigError("clock: must be a callable returning an aware datetime")
+        problems.add("cache_key", "must be a non-empty string")
+    if problems.items:
+        raise IoTConfigError("; ".join(item.removeprefix("Invalid ") for item in problems.items))
 
 
 def iot_session(
@@ -1193,20 +1192,17 @@ def iot_session(
     """
     import assume_role_chain
 
-    _check_session_options(region_name, cache, cache_key, clock)
+    options = assume_role_chain._SessionOptions(region_name=region_name, cache=cache, clock=clock, eager=bool(eager))
+    _check_session_options(options, cache_key)
     provider = IoTCredentialsProvider(
         cert, key, role_alias, endpoint=endpoint, thing_name=thing_name, ca=ca,
         pkcs11=pkcs11, timeout=timeout, transport=transport, identity=identity,
     )
-    return assume_role_chain.refreshable_session(
-        provider,
-        region_name=region_name or provider.endpoint.region,
-        cache=cache,
-        cache_key=(cache_key or provider.cache_key()) if cache is not None else None,
-        source_name=f"iot:{provider.role_alias}",
-        eager=eager,
-        clock=clock,
+    source = assume_role_chain._FunctionSource(
+        provider, (cache_key or provider.cache_key()) if cache is not None else None, f"iot:{provider.role_alias}"
     )
+    options = dataclasses.replace(options, region_name=region_name or provider.endpoint.region)
+    return assume_role_chain._build_session(source, options, None)
 
 
 # ---------------------------------------------------------------------------

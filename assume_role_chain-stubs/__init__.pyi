@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal, Protocol, Union
 
 import boto3
 import botocore.client
@@ -23,7 +23,7 @@ import botocore.session
 import botocore.validate
 
 __version__: str
-__all__ = ['AUTOMATIC_ROLE_SESSION_NAME', 'AssumeRoleConfig', 'ClientCache', 'DurationClampedWarning', 'InvalidCredentialsError', 'JSONFileCache', 'MFATokenError', 'RefreshEvent', 'RefreshWindowWarning', 'RefreshWindows', 'STSClientConfig', 'UnsafeCacheError', 'add_refresh_listener', 'assume_role', 'assume_role_chain', 'cached_client', 'cached_resource', 'client_cache', 'generate_lambda_session_name', 'get_assumed_role_session_arn', 'get_credentials', 'get_identity', 'get_role_arn', 'main', 'patch_boto3', 'refresh_windows', 'refreshable_session', 'remove_refresh_listener', 'whoami']
+__all__ = ['AUTOMATIC_ROLE_SESSION_NAME', 'AssumeRoleConfig', 'ClientCache', 'CredentialStore', 'DurationClampedWarning', 'InvalidCredentialsError', 'JSONFileCache', 'MFATokenError', 'RefreshEvent', 'RefreshWindowWarning', 'RefreshWindows', 'STSClientConfig', 'UnsafeCacheError', 'add_refresh_listener', 'assume_role', 'assume_role_chain', 'cached_client', 'cached_resource', 'client_cache', 'generate_lambda_session_name', 'get_assumed_role_session_arn', 'get_credentials', 'get_identity', 'get_role_arn', 'main', 'patch_boto3', 'refresh_windows', 'refreshable_session', 'remove_refresh_listener', 'whoami']
 logger: logging.Logger
 AUTOMATIC_ROLE_SESSION_NAME: str
 Clock = Callable[[], dt.datetime]
@@ -46,6 +46,13 @@ class RefreshWindows:
     margin: float
 
 def refresh_windows(lifetime: float) -> RefreshWindows: ...
+
+class CredentialStore(Protocol):
+    def read(self, key: str) -> Any: ...
+    def write(self, key: str, entry: JSONDict) -> None: ...
+    def lock(self, key: str) -> contextlib.AbstractContextManager[bool]: ...
+
+Outcome = Literal['fetched', 'cache-hit']
 
 @dataclasses.dataclass(frozen=True)
 class RefreshEvent:
@@ -72,6 +79,8 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
     def __contains__(self, key: object) -> bool: ...
+    def read(self, key: str) -> JSONDict | None: ...
+    def write(self, key: str, entry: JSONDict) -> None: ...
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[bool]: ...
 
