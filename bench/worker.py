@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bench.env import ASSUMED_ROLE_MARKER
-from bench.libs import api_client, session_factory
+from bench.libs import STATIC, STATIC_KEY_ID, api_client, session_factory
 from bench.server import ServerControl
 
 if TYPE_CHECKING:
@@ -129,7 +129,9 @@ def _clock_moved(seconds: float) -> Iterator[None]:
         server.set_clock_offset(0)
 
 
-def _hammer(client: "STSClient", thread_count: int, calls: int) -> tuple[list[float], int]:
+def _hammer(
+    client: "STSClient", thread_count: int, calls: int, call: Callable[["STSClient"], None] = _call_as_role
+) -> tuple[list[float], int]:
     """``thread_count`` threads released together, ``calls`` API calls each: latencies, errors."""
     barrier = threading.Barrier(thread_count)
     latencies: list[float] = []
@@ -140,7 +142,7 @@ def _hammer(client: "STSClient", thread_count: int, calls: int) -> tuple[list[fl
         for _ in range(calls):
             start = time.perf_counter()
             try:
-                _call_as_role(client)
+                call(client)
             except Exception as error:  # counted and reported, not fatal
                 errors.append(error)
             latencies.append(time.perf_counter() - start)
@@ -184,6 +186,44 @@ def threads(lib: str, duration: int, thread_count: int, calls: int, clock_offset
     }
 
 
+def _signed_by(expected: Callable[[str], bool]) -> Callable[["STSClient"], None]:
+    """One call to the no-op endpoint, which answers with the signing key ID."""
+
+    def call(client: "STSClient") -> None:
+        key_id = client.get_caller_identity()["UserId"]
+        if not expected(key_id):
+            raise RuntimeError(f"API call signed with the wrong credentials: {key_id}")
+
+    return call
+
+
+def noop_calls(lib: str, duration: int, thread_count: int, calls: int, endpoint_url: str, warmup: int) -> Result:
+    """Per-call time against the no-op endpoint: credentials come from moto (via
+    ``AWS_ENDPOINT_URL``), API calls go to ``endpoint_url``. ``warmup`` calls per
+    thread (the initial fetch among them) are made first and not measured."""
+    client = api_client(session_factory(lib, duration)(), endpoint_url)
+    if lib == STATIC:
+        call = _signed_by(lambda key_id: key_id == STATIC_KEY_ID)
+    else:
+        call = _signed_by(lambda key_id: bool(key_id) and key_id != STATIC_KEY_ID)
+    if _hammer(client, thread_count, warmup, call)[1]:
+        raise RuntimeError("the warm-up calls failed or were signed with the wrong credentials")
+    server = _server()
+    before = server.assume_role_count()
+    started = time.perf_counter()
+    latencies, errors = _hammer(client, thread_count, calls, call)
+    wall = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{errors} of {len(latencies)} calls failed or were signed with the wrong credentials")
+    return {
+        "api_calls": len(latencies),
+        "assume_role_calls": server.assume_role_count() - before,
+        "p50_us": round(statistics.median(latencies) * 1e6, 1),
+        "mean_us": round(statistics.fmean(latencies) * 1e6, 1),
+        "wall_us_per_call": round(wall / len(latencies) * 1e6, 1),
+    }
+
+
 def cache_process(lib: str, duration: int, cache_dir: str) -> Result:
     """One of N processes sharing ``cache_dir``: ready, wait for "go", one API call."""
     client = api_client(session_factory(lib, duration, cache_dir)())
@@ -199,6 +239,7 @@ MEASURES: dict[str, Callable[..., Result]] = {
     "memory": memory,
     "threads": threads,
     "cache_process": cache_process,
+    "noop_calls": noop_calls,
 }
 
 
