@@ -314,7 +314,7 @@ def measure_noop(runner: Runner, settings: Settings) -> list[Metric]:
                 metrics.append(
                     Metric(
                         key=f"noop_{duration}_{threads}t_{what}",
-                        label=f"No-op endpoint, {duration} s creds, {shape} calls: {what} per call",
+                        label=f"No-op endpoint, {duration} s creds, {shape} calls: API call {what}",
                         unit="µs",
                         values=values,
                         notes=sts if what == "mean" else {},
