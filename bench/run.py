@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ class Settings:
     noop_calls: int = 2000  # at 1 thread
     noop_thread_calls: int = 100  # per thread, at thread_count threads
     noop_warmup: int = 20  # calls per thread before measuring (initial fetch included)
-    noop_rounds: int = 3  # static and ours, interleaved; median of the rounds
+    noop_blocks: int = 10  # ours and static keys alternate in this many blocks
     import_reps: int = 15
 
 
@@ -54,7 +53,7 @@ QUICK = Settings(
     noop_calls=200,
     noop_thread_calls=20,
     noop_warmup=5,
-    noop_rounds=1,
+    noop_blocks=2,
     import_reps=3,
 )
 
@@ -246,6 +245,7 @@ def measure_shared_cache(runner: Runner, settings: Settings, workdir: Path) -> l
 def _noop_spec(runner: Runner, lib: str, duration: int, threads: int, settings: Settings) -> dict[str, Any]:
     calls = settings.noop_calls if threads == 1 else settings.noop_thread_calls
     warmup = settings.noop_warmup if threads == 1 else max(1, settings.noop_warmup // 4)
+    paired = lib == OURS.key
     return {
         "measure": "noop_calls",
         "lib": lib,
@@ -254,69 +254,51 @@ def _noop_spec(runner: Runner, lib: str, duration: int, threads: int, settings: 
         "calls": calls,
         "warmup": warmup,
         "endpoint_url": runner.noop_url,
+        "blocks": settings.noop_blocks if paired else 1,
+        "with_static": paired,
     }
-
-
-def _median_of_rounds(rounds: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    measured = [result for result in rounds if result]
-    if not measured:
-        return None
-    return {field: statistics.median(result[field] for result in measured) for field in measured[0]}
 
 
 def measure_noop(runner: Runner, settings: Settings) -> list[Metric]:
     """Per-call time against the no-op endpoint, relative to static credentials.
 
-    Static credentials and ours are measured in ``noop_rounds`` interleaved rounds
-    (median of the rounds), since they differ by a few percent at most; the peers,
-    which differ by far more where they refresh on every call, once.
+    Ours is measured in one process together with static credentials, in
+    ``noop_blocks`` alternating blocks, so that both see the same machine load
+    (they differ by well under a percent of a call); each peer in a process of
+    its own, once. Every row's baseline is the static credentials of ours' process.
     """
     durations = (3600, 900)
     thread_counts = (1, settings.thread_count)
     print(
-        f"No-op endpoint: {settings.noop_calls} calls at 1 thread, "
-        f"{settings.thread_count} threads x {settings.noop_thread_calls}; {settings.noop_rounds} rounds"
+        f"No-op endpoint: {settings.noop_calls} calls at 1 thread, {settings.thread_count} threads x "
+        f"{settings.noop_thread_calls}; ours and static keys in {settings.noop_blocks} alternating blocks"
     )
-    cases = [(STATIC, 0, threads) for threads in thread_counts]
-    cases += [(OURS.key, duration, threads) for duration in durations for threads in thread_counts]
-    rounds: dict[tuple[str, int, int], list[dict[str, Any] | None]] = {case: [] for case in cases}
-    for _ in range(settings.noop_rounds):
-        for lib, duration, threads in cases:
-            spec = _noop_spec(runner, lib, duration or 3600, threads, settings)
-            rounds[(lib, duration, threads)].append(runner.worker(spec))
-    results = {case: _median_of_rounds(samples) for case, samples in rounds.items()}
-    for lib in runner.libraries:
-        if lib is not OURS:
-            for duration in durations:
-                for threads in thread_counts:
-                    results[(lib.key, duration, threads)] = runner.worker(
-                        _noop_spec(runner, lib.key, duration, threads, settings)
-                    )
     metrics = []
     for duration in durations:
         for threads in thread_counts:
-            static = results[(STATIC, 0, threads)]
+            results = {
+                lib.key: runner.worker(_noop_spec(runner, lib.key, duration, threads, settings))
+                for lib in runner.libraries
+            }
+            static = (results.get(OURS.key) or {}).get(STATIC)
+            per_lib = {key: (result or {}).get(key) for key, result in results.items()}
             shape = (
                 f"1 thread x {settings.noop_calls}"
                 if threads == 1
-                else (f"{threads} threads x {settings.noop_thread_calls}")
+                else f"{threads} threads x {settings.noop_thread_calls}"
             )
+            sts = {
+                key: f"{result['assume_role_calls']:g} AssumeRole calls while measured"
+                for key, result in per_lib.items()
+                if result and result["assume_role_calls"]
+            }
             for field, what in (("p50_us", "p50"), ("mean_us", "mean")):
-                values = {
-                    lib.key: (result[field] if (result := results.get((lib.key, duration, threads))) else None)
-                    for lib in runner.libraries
-                }
-                sts = {
-                    lib.key: f"{result['assume_role_calls']:g} AssumeRole calls while measured"
-                    for lib in runner.libraries
-                    if (result := results.get((lib.key, duration, threads))) and result["assume_role_calls"]
-                }
                 metrics.append(
                     Metric(
                         key=f"noop_{duration}_{threads}t_{what}",
                         label=f"No-op endpoint, {duration} s creds, {shape} calls: API call {what}",
                         unit="µs",
-                        values=values,
+                        values={key: (result[field] if result else None) for key, result in per_lib.items()},
                         notes=sts if what == "mean" else {},
                         baseline=static[field] if static else None,
                         versus_static=True,

@@ -197,30 +197,58 @@ def _signed_by(expected: Callable[[str], bool]) -> Callable[["STSClient"], None]
     return call
 
 
-def noop_calls(lib: str, duration: int, thread_count: int, calls: int, endpoint_url: str, warmup: int) -> Result:
-    """Per-call time against the no-op endpoint: credentials come from moto (via
-    ``AWS_ENDPOINT_URL``), API calls go to ``endpoint_url``. ``warmup`` calls per
-    thread (the initial fetch among them) are made first and not measured."""
+def _noop_side(lib: str, duration: int, endpoint_url: str) -> tuple["STSClient", Callable[["STSClient"], None]]:
+    """A client of ``lib`` pointed at the no-op endpoint, and a call that checks its signer."""
     client = api_client(session_factory(lib, duration)(), endpoint_url)
     if lib == STATIC:
-        call = _signed_by(lambda key_id: key_id == STATIC_KEY_ID)
-    else:
-        call = _signed_by(lambda key_id: bool(key_id) and key_id != STATIC_KEY_ID)
-    if _hammer(client, thread_count, warmup, call)[1]:
-        raise RuntimeError("the warm-up calls failed or were signed with the wrong credentials")
+        return client, _signed_by(lambda key_id: key_id == STATIC_KEY_ID)
+    return client, _signed_by(lambda key_id: bool(key_id) and key_id != STATIC_KEY_ID)
+
+
+def noop_calls(
+    lib: str,
+    duration: int,
+    thread_count: int,
+    calls: int,
+    endpoint_url: str,
+    warmup: int,
+    blocks: int = 1,
+    with_static: bool = False,
+) -> Result:
+    """Per-call time against the no-op endpoint: credentials come from moto (via
+    ``AWS_ENDPOINT_URL``), API calls go to ``endpoint_url``. ``warmup`` calls per
+    thread (the initial fetch among them) are made first and not measured.
+
+    With ``with_static``, a plain session with static keys is measured in the same
+    process, in alternating blocks (ABBA order), so that both see the same machine
+    load. Returns ``{side: {...}}`` with ``lib`` (and ``STATIC``) as sides.
+    """
+    sides = {lib: _noop_side(lib, duration, endpoint_url)}
+    if with_static:
+        sides[STATIC] = _noop_side(STATIC, duration, endpoint_url)
+    for client, call in sides.values():
+        if _hammer(client, thread_count, warmup, call)[1]:
+            raise RuntimeError("the warm-up calls failed or were signed with the wrong credentials")
+    latencies: dict[str, list[float]] = {side: [] for side in sides}
     server = _server()
     before = server.assume_role_count()
-    started = time.perf_counter()
-    latencies, errors = _hammer(client, thread_count, calls, call)
-    wall = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{errors} of {len(latencies)} calls failed or were signed with the wrong credentials")
+    order = list(sides)
+    for block in range(blocks):
+        for side in order if block % 2 == 0 else order[::-1]:
+            client, call = sides[side]
+            block_latencies, errors = _hammer(client, thread_count, calls // blocks, call)
+            if errors:
+                raise RuntimeError(f"{errors} calls failed or were signed with the wrong credentials")
+            latencies[side] += block_latencies
+    assume_role_calls = server.assume_role_count() - before  # static keys make none
     return {
-        "api_calls": len(latencies),
-        "assume_role_calls": server.assume_role_count() - before,
-        "p50_us": round(statistics.median(latencies) * 1e6, 1),
-        "mean_us": round(statistics.fmean(latencies) * 1e6, 1),
-        "wall_us_per_call": round(wall / len(latencies) * 1e6, 1),
+        side: {
+            "api_calls": len(values),
+            "assume_role_calls": assume_role_calls if side == lib else 0,
+            "p50_us": round(statistics.median(values) * 1e6, 1),
+            "mean_us": round(statistics.fmean(values) * 1e6, 1),
+        }
+        for side, values in latencies.items()
     }
 
 
