@@ -115,9 +115,17 @@ def profile(lib: str, duration: int, thread_count: int, calls: int, endpoint_url
         stats.add(profiler)
     total = thread_count * calls
     own = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    emits = sum(
+        row[1]
+        for (file, _, function), row in stats.stats.items()  # type: ignore[attr-defined]
+        if file.endswith("hooks.py") and function in ("emit", "emit_until_response")
+    )
     return {
         "wall_us_per_call": round(wall / total * 1e6, 1),
         "cpu_us_per_call": round(own / total * 1e6, 1),
+        # An event goes through one EventAliaser and one HierarchicalEmitter per
+        # emitter layer: more calls per API call mean more wrapping.
+        "botocore_emit_calls_per_call": round(emits / total, 1),
         "read_path": [
             {
                 "function": name,
@@ -191,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                 result = _child(spec, env)
                 print(
                     f"  {lib}, {duration} s: wall {result['wall_us_per_call']} µs per call, "
-                    f"CPU {result['cpu_us_per_call']} µs per call (profiled); credential read path:"
+                    f"CPU {result['cpu_us_per_call']} µs per call (profiled); botocore hooks.py emit calls "
+                    f"per API call: {result['botocore_emit_calls_per_call']}; credential read path:"
                 )
                 for row in result["read_path"]:
                     print(
