@@ -48,12 +48,18 @@ def main(n: int = 50) -> None:
         for key_type, device in devices.items():
             for transport in ("ssl", "awscrt"):
                 provider = iot_x509.IoTCredentialsProvider(
-                    device.cert_pem, device.key_pem, ROLE_ALIAS, endpoint=server.endpoint,
-                    ca=pki.server_ca_pem, transport=transport,  # type: ignore[arg-type]
+                    device.cert_pem,
+                    device.key_pem,
+                    ROLE_ALIAS,
+                    endpoint=server.endpoint,
+                    ca=pki.server_ca_pem,
+                    transport=transport,  # type: ignore[arg-type]
                 )
                 samples = sorted(measure(provider, n))
                 p90 = samples[int(len(samples) * 0.9) - 1]
-                print(f"{key_type:<4} {transport:<8} {statistics.median(samples):>10.1f} {p90:>8.1f} {samples[0]:>8.1f}")
+                print(
+                    f"{key_type:<4} {transport:<8} {statistics.median(samples):>10.1f} {p90:>8.1f} {samples[0]:>8.1f}"
+                )
     finally:
         child.terminate()
         child.join(5)

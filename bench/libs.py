@@ -47,9 +47,20 @@ PEERS = (
 LIBRARIES = (OURS, *PEERS)
 
 
-def api_client(session: boto3.Session) -> "STSClient":
+# The baseline of the no-op-endpoint rows: a plain session with static keys
+# (the parent's keys, which never refresh).
+STATIC = "static credentials"
+STATIC_KEY_ID = "testing"
+
+
+def api_client(session: boto3.Session, endpoint_url: str | None = None) -> "STSClient":
     """The STS client through which API calls are made, the same way for every library."""
-    return session.client("sts", config=API_CLIENT_CONFIG)
+    return session.client("sts", config=API_CLIENT_CONFIG, endpoint_url=endpoint_url)
+
+
+def static_session() -> boto3.Session:
+    """A plain boto3 session with static keys: zero credential overhead."""
+    return boto3.Session(aws_access_key_id=STATIC_KEY_ID, aws_secret_access_key=STATIC_KEY_ID)
 
 
 def _ours(duration: int, cache_dir: str | None) -> SessionFactory:
@@ -124,5 +135,8 @@ _ADAPTERS: dict[str, Callable[[int, str | None], SessionFactory]] = {
 
 
 def session_factory(key: str, duration: int, cache_dir: str | None = None) -> SessionFactory:
-    """A factory making sessions of library ``key`` for ``ROLE_ARN``."""
+    """A factory making sessions of library ``key`` for ``ROLE_ARN`` (or, for
+    ``STATIC``, plain sessions with static keys)."""
+    if key == STATIC:
+        return static_session
     return _ADAPTERS[key](duration, cache_dir)

@@ -6,14 +6,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import import_time, report
 from bench.env import REPO_ROOT, isolated_env
-from bench.libs import LIBRARIES, OURS, Library
+from bench.libs import LIBRARIES, OURS, STATIC, Library
+from bench.noop_server import running_noop_server
 from bench.report import Metric
 from bench.server import ServerControl, running_server
 
@@ -33,6 +35,11 @@ class Settings:
     refresh_margin: int = 300  # clock moved to 5 min before expiry: every library's mandatory window
     processes: int = 8
     cache_duration: int = 3600
+    noop_calls: int = 2000  # at 1 thread
+    noop_thread_calls: int = 100  # per thread, at thread_count threads
+    noop_warmup: int = 20  # calls per thread before measuring (initial fetch included)
+    noop_blocks: int = 10  # ours and static keys alternate in this many blocks
+    import_reps: int = 15
 
 
 QUICK = Settings(
@@ -43,15 +50,24 @@ QUICK = Settings(
     thread_count=8,
     thread_rounds=1,
     processes=4,
+    noop_calls=200,
+    noop_thread_calls=20,
+    noop_warmup=5,
+    noop_blocks=2,
+    import_reps=3,
 )
+
+# Groups of rows, in the order of the table; ``--only`` picks some of them.
+GROUPS = ("sts", "create", "memory", "threads", "cache", "noop", "import")
 
 
 class Runner:
     """Runs worker processes in the isolated environment and records failures."""
 
-    def __init__(self, env: dict[str, str], libraries: list[Library]) -> None:
+    def __init__(self, env: dict[str, str], libraries: list[Library], noop_url: str) -> None:
         self.env = env
         self.libraries = libraries
+        self.noop_url = noop_url
         self.server = ServerControl(env["AWS_ENDPOINT_URL"])
         self.errors: dict[str, str] = {}
 
@@ -226,26 +242,155 @@ def measure_shared_cache(runner: Runner, settings: Settings, workdir: Path) -> l
     ]
 
 
+def _noop_spec(runner: Runner, lib: str, duration: int, threads: int, settings: Settings) -> dict[str, Any]:
+    calls = settings.noop_calls if threads == 1 else settings.noop_thread_calls
+    warmup = settings.noop_warmup if threads == 1 else max(1, settings.noop_warmup // 4)
+    paired = lib == OURS.key
+    return {
+        "measure": "noop_calls",
+        "lib": lib,
+        "duration": duration,
+        "thread_count": threads,
+        "calls": calls,
+        "warmup": warmup,
+        "endpoint_url": runner.noop_url,
+        "blocks": settings.noop_blocks if paired else 1,
+        "with_static": paired,
+    }
+
+
+def measure_noop(runner: Runner, settings: Settings) -> list[Metric]:
+    """Per-call time against the no-op endpoint, relative to static credentials.
+
+    Ours is measured in one process together with static credentials, in
+    ``noop_blocks`` alternating blocks, so that both see the same machine load
+    (they differ by well under a percent of a call); each peer in a process of
+    its own, once. Every row's baseline is the static credentials of ours' process.
+    """
+    durations = (3600, 900)
+    thread_counts = (1, settings.thread_count)
+    print(
+        f"No-op endpoint: {settings.noop_calls} calls at 1 thread, {settings.thread_count} threads x "
+        f"{settings.noop_thread_calls}; ours and static keys in {settings.noop_blocks} alternating blocks"
+    )
+    metrics = []
+    for duration in durations:
+        for threads in thread_counts:
+            results = {
+                lib.key: runner.worker(_noop_spec(runner, lib.key, duration, threads, settings))
+                for lib in runner.libraries
+            }
+            static = (results.get(OURS.key) or {}).get(STATIC)
+            per_lib = {key: (result or {}).get(key) for key, result in results.items()}
+            shape = (
+                f"1 thread x {settings.noop_calls}"
+                if threads == 1
+                else f"{threads} threads x {settings.noop_thread_calls}"
+            )
+            sts = {
+                key: f"{result['assume_role_calls']:g} AssumeRole calls while measured"
+                for key, result in per_lib.items()
+                if result and result["assume_role_calls"]
+            }
+            for field, what in (("p50_us", "p50"), ("mean_us", "mean")):
+                metrics.append(
+                    Metric(
+                        key=f"noop_{duration}_{threads}t_{what}",
+                        label=f"No-op endpoint, {duration} s creds, {shape} calls: API call {what}",
+                        unit="µs",
+                        values={key: (result[field] if result else None) for key, result in per_lib.items()},
+                        notes=sts if what == "mean" else {},
+                        baseline=static[field] if static else None,
+                        versus_static=True,
+                    )
+                )
+    return metrics
+
+
+def measure_import(runner: Runner, settings: Settings, workdir: Path) -> list[Metric]:
+    """Import time of a vendored copy, with and without a .pyc, after boto3."""
+    libraries = [lib for lib in runner.libraries if lib.key in (OURS.key, "aws-assume-role-lib")]
+    reps = settings.import_reps
+    print(f"Import time of a vendored copy after boto3, median of {reps} fresh processes")
+    env = {k: v for k, v in runner.env.items() if k != "PYTHONPATH"}
+    try:
+        times = import_time.measure([lib.module for lib in libraries], workdir / "import", env, reps)
+    except (subprocess.CalledProcessError, RuntimeError) as error:
+        runner.errors["import time"] = str(error)
+        return []
+    empty = times["pyc"][import_time.EMPTY_MODULE]
+
+    def row(key: str, label: str, mode: str, notes: dict[str, str] | None = None) -> Metric:
+        values: dict[str, float | None] = {lib.key: times[mode][lib.module] for lib in libraries}
+        return Metric(key=key, label=label, unit="ms", values=values, notes=notes or {})
+
+    return [
+        row("import_no_pyc_ms", f"Import after boto3, no .pyc (median of {reps})", "no_pyc"),
+        row("import_pyc_ms", f"Import after boto3, with .pyc (median of {reps})", "pyc"),
+        row(
+            "import_module_level_ms",
+            "Module-level work (import with .pyc minus an empty module's)",
+            "module_level",
+            {lib.key: f"an empty module's import: {empty:g} ms" for lib in libraries[:1]},
+        ),
+    ]
+
+
 def collect(
-    env: dict[str, str], libraries: list[Library], settings: Settings, workdir: Path
+    env: dict[str, str],
+    libraries: list[Library],
+    settings: Settings,
+    workdir: Path,
+    noop_url: str,
+    only: tuple[str, ...] = GROUPS,
 ) -> tuple[list[Metric], dict[str, str]]:
-    """All measurements. The memory processes run in the background while the phases
-    that only count STS calls run; the timed phases run alone."""
-    runner = Runner(env, libraries)
+    """The measurements of the groups in ``only``. The memory processes run in the
+    background while the phases that only count STS calls run; the timed phases run alone."""
+    runner = Runner(env, libraries, noop_url)
+    groups: dict[str, list[Metric]] = {}
     with ThreadPoolExecutor(max_workers=1) as background:
-        memory = background.submit(measure_memory, runner, settings)
-        sts_calls = measure_sts_calls(runner, settings)
-        shared_cache = measure_shared_cache(runner, settings, workdir)
-        memory_metrics = memory.result()
-    timed = measure_create_time(runner, settings) + measure_threads(runner, settings)
-    return sts_calls + timed[:2] + memory_metrics + timed[2:] + shared_cache, runner.errors
+        memory = background.submit(measure_memory, runner, settings) if "memory" in only else None
+        if "sts" in only:
+            groups["sts"] = measure_sts_calls(runner, settings)
+        if "cache" in only:
+            groups["cache"] = measure_shared_cache(runner, settings, workdir)
+        if memory is not None:
+            groups["memory"] = memory.result()
+    timed: dict[str, Callable[[], list[Metric]]] = {
+        "create": lambda: measure_create_time(runner, settings),
+        "threads": lambda: measure_threads(runner, settings),
+        "noop": lambda: measure_noop(runner, settings),
+        "import": lambda: measure_import(runner, settings, workdir),
+    }
+    for group, measure in timed.items():
+        if group in only:
+            groups[group] = measure()
+    return [metric for group in GROUPS for metric in groups.get(group, [])], runner.errors
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in GROUPS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(GROUPS)}")
+    return chosen
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.{json,md,png} go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where latest.{json,md,png} go (default bench/results, or bench/results/partial with --only)",
+    )
     parser.add_argument("--peer-memory-sessions", type=int, help="N for the peers' memory test (default 200)")
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=GROUPS,
+        help=f"comma-separated groups of rows to run: {','.join(GROUPS)} (default all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -255,11 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.peer_memory_sessions:
         settings = Settings(**{**asdict(settings), "peer_memory_sessions": args.peer_memory_sessions})
     libraries = [lib for lib in LIBRARIES if lib.available()]
+    out = args.out or (RESULTS_DIR if args.only == GROUPS else RESULTS_DIR / "partial")
     started, load_at_start = time.perf_counter(), report.load_average()
     with tempfile.TemporaryDirectory(prefix="arc-bench-") as tmp:
         workdir = Path(tmp)
-        with running_server(isolated_env(workdir)) as endpoint:
-            metrics, errors = collect(isolated_env(workdir, endpoint), libraries, settings, workdir)
+        with running_server(isolated_env(workdir)) as endpoint, running_noop_server(isolated_env(workdir)) as noop:
+            env = isolated_env(workdir, endpoint)
+            metrics, errors = collect(env, libraries, settings, workdir, noop, args.only)
     meta = report.metadata(libraries, asdict(settings), time.perf_counter() - started, errors, load_at_start)
-    report.write_all(metrics, meta, args.out)
+    meta["groups"] = list(args.only)
+    report.write_all(metrics, meta, out)
     return 1 if errors else 0

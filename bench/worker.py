@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bench.env import ASSUMED_ROLE_MARKER
-from bench.libs import api_client, session_factory
+from bench.libs import STATIC, STATIC_KEY_ID, api_client, session_factory
 from bench.server import ServerControl
 
 if TYPE_CHECKING:
@@ -129,7 +129,9 @@ def _clock_moved(seconds: float) -> Iterator[None]:
         server.set_clock_offset(0)
 
 
-def _hammer(client: "STSClient", thread_count: int, calls: int) -> tuple[list[float], int]:
+def _hammer(
+    client: "STSClient", thread_count: int, calls: int, call: Callable[["STSClient"], None] = _call_as_role
+) -> tuple[list[float], int]:
     """``thread_count`` threads released together, ``calls`` API calls each: latencies, errors."""
     barrier = threading.Barrier(thread_count)
     latencies: list[float] = []
@@ -140,7 +142,7 @@ def _hammer(client: "STSClient", thread_count: int, calls: int) -> tuple[list[fl
         for _ in range(calls):
             start = time.perf_counter()
             try:
-                _call_as_role(client)
+                call(client)
             except Exception as error:  # counted and reported, not fatal
                 errors.append(error)
             latencies.append(time.perf_counter() - start)
@@ -184,6 +186,72 @@ def threads(lib: str, duration: int, thread_count: int, calls: int, clock_offset
     }
 
 
+def _signed_by(expected: Callable[[str], bool]) -> Callable[["STSClient"], None]:
+    """One call to the no-op endpoint, which answers with the signing key ID."""
+
+    def call(client: "STSClient") -> None:
+        key_id = client.get_caller_identity()["UserId"]
+        if not expected(key_id):
+            raise RuntimeError(f"API call signed with the wrong credentials: {key_id}")
+
+    return call
+
+
+def _noop_side(lib: str, duration: int, endpoint_url: str) -> tuple["STSClient", Callable[["STSClient"], None]]:
+    """A client of ``lib`` pointed at the no-op endpoint, and a call that checks its signer."""
+    client = api_client(session_factory(lib, duration)(), endpoint_url)
+    if lib == STATIC:
+        return client, _signed_by(lambda key_id: key_id == STATIC_KEY_ID)
+    return client, _signed_by(lambda key_id: bool(key_id) and key_id != STATIC_KEY_ID)
+
+
+def noop_calls(
+    lib: str,
+    duration: int,
+    thread_count: int,
+    calls: int,
+    endpoint_url: str,
+    warmup: int,
+    blocks: int = 1,
+    with_static: bool = False,
+) -> Result:
+    """Per-call time against the no-op endpoint: credentials come from moto (via
+    ``AWS_ENDPOINT_URL``), API calls go to ``endpoint_url``. ``warmup`` calls per
+    thread (the initial fetch among them) are made first and not measured.
+
+    With ``with_static``, a plain session with static keys is measured in the same
+    process, in alternating blocks (ABBA order), so that both see the same machine
+    load. Returns ``{side: {...}}`` with ``lib`` (and ``STATIC``) as sides.
+    """
+    sides = {lib: _noop_side(lib, duration, endpoint_url)}
+    if with_static:
+        sides[STATIC] = _noop_side(STATIC, duration, endpoint_url)
+    for client, call in sides.values():
+        if _hammer(client, thread_count, warmup, call)[1]:
+            raise RuntimeError("the warm-up calls failed or were signed with the wrong credentials")
+    latencies: dict[str, list[float]] = {side: [] for side in sides}
+    server = _server()
+    before = server.assume_role_count()
+    order = list(sides)
+    for block in range(blocks):
+        for side in order if block % 2 == 0 else order[::-1]:
+            client, call = sides[side]
+            block_latencies, errors = _hammer(client, thread_count, calls // blocks, call)
+            if errors:
+                raise RuntimeError(f"{errors} calls failed or were signed with the wrong credentials")
+            latencies[side] += block_latencies
+    assume_role_calls = server.assume_role_count() - before  # static keys make none
+    return {
+        side: {
+            "api_calls": len(values),
+            "assume_role_calls": assume_role_calls if side == lib else 0,
+            "p50_us": round(statistics.median(values) * 1e6, 1),
+            "mean_us": round(statistics.fmean(values) * 1e6, 1),
+        }
+        for side, values in latencies.items()
+    }
+
+
 def cache_process(lib: str, duration: int, cache_dir: str) -> Result:
     """One of N processes sharing ``cache_dir``: ready, wait for "go", one API call."""
     client = api_client(session_factory(lib, duration, cache_dir)())
@@ -199,6 +267,7 @@ MEASURES: dict[str, Callable[..., Result]] = {
     "memory": memory,
     "threads": threads,
     "cache_process": cache_process,
+    "noop_calls": noop_calls,
 }
 
 
