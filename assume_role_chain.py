@@ -45,7 +45,6 @@ Sections, in reading order:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
@@ -74,7 +73,7 @@ import urllib.parse
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, Literal, Protocol, Union, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, Union, cast
 
 import boto3
 import botocore.client
@@ -82,11 +81,15 @@ import botocore.config
 import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
+import botocore.hooks
 import botocore.loaders
 import botocore.parsers
 import botocore.regions
 import botocore.session
 import botocore.validate
+
+if TYPE_CHECKING:  # the command line imports argparse when it runs (import time matters in Lambda)
+    import argparse
 
 try:  # file locking is POSIX-only; elsewhere the cache degrades to no lock
     import fcntl
@@ -235,18 +238,47 @@ def _invalid(*problems: str) -> botocore.exceptions.ParamValidationError:
     return botocore.exceptions.ParamValidationError(report="\n".join(problems))
 
 
+class _LazyPattern:
+    """A regular expression compiled at its first use, so that importing stays cheap.
+
+    A Lambda cold start imports this module on every new instance; compiling
+    every pattern there would cost about a millisecond that most calls never
+    need. It offers the few methods of ``re.Pattern`` that this module uses.
+    """
+
+    __slots__ = ("_compiled", "_flags", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self._flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def _pattern(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self._flags)
+        return self._compiled
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        return self._pattern().fullmatch(text)
+
+    def findall(self, text: str) -> list[Any]:
+        return self._pattern().findall(text)
+
+    def sub(self, replacement: str | Callable[[re.Match[str]], str], text: str) -> str:
+        return self._pattern().sub(replacement, text)
+
+
 # The patterns STS documents, with its ``\w`` spelled out as the ASCII class it
 # means (Python's ``\w`` and ``\d`` also match other scripts' letters and
 # digits). Always used with ``fullmatch``: ``$`` would let a trailing newline in.
-_NAME_RE = re.compile(r"[A-Za-z0-9_+=,.@-]+")
-_EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_+=,.@:/-]+")
-_SERIAL_RE = re.compile(r"[A-Za-z0-9_+=/:,.@-]+")
-_ROLE_ARN_RE = re.compile(
+_NAME_RE = _LazyPattern(r"[A-Za-z0-9_+=,.@-]+")
+_EXTERNAL_ID_RE = _LazyPattern(r"[A-Za-z0-9_+=,.@:/-]+")
+_SERIAL_RE = _LazyPattern(r"[A-Za-z0-9_+=/:,.@-]+")
+_ROLE_ARN_RE = _LazyPattern(
     r"arn:aws[a-z0-9-]*:iam::[0-9]{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}"
 )
-_POLICY_ARN_RE = re.compile(r"arn:aws[a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+")
-_TOKEN_RE = re.compile(r"[0-9]{6}")
-_ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
+_POLICY_ARN_RE = _LazyPattern(r"arn:aws[a-z0-9-]*:iam::(?:[0-9]{12}|aws):policy/[\x21-\x7e]+")
+_TOKEN_RE = _LazyPattern(r"[0-9]{6}")
+_ACCOUNT_ID_RE = _LazyPattern(r"[0-9]{12}")
 
 _LIMITS = {
     "RoleSessionName": (2, 64),
@@ -271,7 +303,7 @@ class _Problems:
 
 
 def _check_text(
-    problems: _Problems, param: str, value: Any, pattern: re.Pattern[str]
+    problems: _Problems, param: str, value: Any, pattern: _LazyPattern
 ) -> None:
     if value is None:
         return
@@ -544,8 +576,7 @@ class _Action(enum.Enum):
     FAIL = "fail"  # unusable while a backoff runs: raise the last error, call nothing
 
 
-@dataclasses.dataclass(frozen=True)
-class _Schedule:
+class _Schedule(NamedTuple):
     """The refresh moments of one generation of credentials, computed once."""
 
     expiry: dt.datetime
@@ -564,8 +595,7 @@ class _Schedule:
         return "fresh"
 
 
-@dataclasses.dataclass(frozen=True)
-class _Backoff:
+class _Backoff(NamedTuple):
     """The failure record: failures in a row, and the monotonic moment of the next try."""
 
     failures: int = 0
@@ -580,8 +610,7 @@ _BACKOFF_BASE = 1.0
 _BACKOFF_CAP = 30.0
 
 
-@dataclasses.dataclass(frozen=True)
-class _RefreshPolicy:
+class _RefreshPolicy(NamedTuple):
     """When credentials are refreshed, and how failed refreshes back off.
 
     ``advisory`` / ``mandatory`` fix the windows in seconds (``None``: scaled
@@ -668,16 +697,31 @@ class _RefreshPolicy:
 # ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class _Credentials:
-    """One generation of temporary credentials (secrets hidden from repr)."""
+    """One generation of temporary credentials (immutable; secrets hidden from repr)."""
+
+    __slots__ = ("access_key", "account_id", "expiry", "issued", "secret_key", "token")
+
+    def __init__(
+        self, *, access_key: str, secret_key: str, token: str | None,
+        expiry: dt.datetime, issued: dt.datetime, account_id: str | None = None,
+    ) -> None:
+        for name, value in (("access_key", access_key), ("secret_key", secret_key), ("token", token),
+                            ("expiry", expiry), ("issued", issued), ("account_id", account_id)):
+            object.__setattr__(self, name, value)
 
     access_key: str
-    secret_key: str = dataclasses.field(repr=False)
-    token: str | None = dataclasses.field(repr=False)
+    secret_key: str
+    token: str | None
     expiry: dt.datetime
     issued: dt.datetime
-    account_id: str | None = None
+    account_id: str | None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __repr__(self) -> str:
+        return f"<credentials {self.access_key}, expiry {_iso(self.expiry)}>"
 
     @property
     def lifetime(self) -> float:
@@ -1046,8 +1090,7 @@ _fork_safe_locks: weakref.WeakSet[_ForkSafeLock] = weakref.WeakSet()
 _live_engines: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
 
 
-@dataclasses.dataclass(frozen=True)
-class _Generation:
+class _Generation(NamedTuple):
     """The credentials in use and their schedule: replaced whole, read once."""
 
     credentials: _Credentials
@@ -1721,7 +1764,7 @@ def _standalone_loader() -> botocore.loaders.Loader:
         return loader
 
 
-_template_session: botocore.session.Session | None = None
+_template_emitter: botocore.hooks.HierarchicalEmitter | None = None
 
 
 def _fresh_botocore_session() -> botocore.session.Session:
@@ -1729,14 +1772,18 @@ def _fresh_botocore_session() -> botocore.session.Session:
 
     Most of ``botocore.session.Session()``'s cost is registering botocore's
     ~130 built-in event handlers (each one inspected). They are the same for
-    every session, so each child gets a copy of a pristine emitter instead
-    (botocore copies emitters the same way for every client it creates).
+    every session, so they are registered once into a template emitter and
+    each child gets a copy (botocore copies emitters the same way for every
+    client it creates). The copy is the plain emitter, not the session's
+    aliasing wrapper around it, so that events pass one wrapper, not two.
     """
-    global _template_session
+    global _template_emitter
     with _loader_lock:
-        if _template_session is None:
-            _template_session = botocore.session.Session()
-        emitter = copy.copy(_template_session.get_component("event_emitter"))
+        if _template_emitter is None:
+            template = botocore.hooks.HierarchicalEmitter()
+            botocore.session.Session(event_hooks=template)  # registers the built-in handlers into it
+            _template_emitter = template
+        emitter = copy.copy(_template_emitter)
     return botocore.session.Session(event_hooks=emitter, include_builtin_handlers=False)
 
 
@@ -1775,8 +1822,7 @@ def _new_session(
     return session
 
 
-@dataclasses.dataclass(frozen=True)
-class _SessionOptions:
+class _SessionOptions(NamedTuple):
     """The settings every refreshing session shares, whatever its source (held once).
 
     ``region_name``: ``None`` follows the parent's region, ``True`` copies it
@@ -1818,7 +1864,7 @@ def _build_session(source: _CredentialSource, options: _SessionOptions, parent: 
 
 _REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stderr")
 _MFA_COMMAND_TIMEOUT = 30.0
-_SIX_DIGITS = re.compile(r"(?<![0-9])[0-9]{6}(?![0-9])")
+_SIX_DIGITS = _LazyPattern(r"(?<![0-9])[0-9]{6}(?![0-9])")
 
 MFATokenProvider = Union[Callable[..., str], Sequence[str], str]  # noqa: UP007 (a runtime alias on 3.10)
 
@@ -2173,7 +2219,7 @@ class _FunctionSource:
 
 _WIRE_LOGGERS = frozenset({"botocore", "boto3", "urllib3"})
 _SECRET_FIELDS = r"SecretAccessKey|SessionToken|TokenCode|X-Amz-Security-Token"
-_SECRET_IN_TEXT = re.compile(
+_SECRET_IN_TEXT = _LazyPattern(
     rf"(?P<element><(?P<tag>{_SECRET_FIELDS})>)[^<]*(?=</(?P=tag)>)"  # XML: <SessionToken>…</SessionToken>
     rf"|(?P<key>(?P<q>[\"'])(?:{_SECRET_FIELDS})(?P=q)\s*:\s*b?)(?P<vq>[\"'])[^\"']*(?P=vq)"  # JSON, dict: 'TokenCode': '…'
     rf"|(?P<pair>\b(?:{_SECRET_FIELDS})[=:])[^\s&'\"<]+",  # query, form, canonical request: x-amz-security-token:…
@@ -3035,13 +3081,13 @@ def _json_value(text: str, expected: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        raise argparse.ArgumentTypeError(f"must be {expected}; this is not valid JSON") from None
+        raise _bad_value(f"must be {expected}; this is not valid JSON") from None
 
 
 def _json_object(text: str) -> Any:
     value = _json_value(text, "a JSON object")
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
+        raise _bad_value("must be a JSON object")
     return value
 
 
@@ -3056,7 +3102,7 @@ def _string_list(text: str) -> list[str]:
     value = _json_value(text, "Key1,Key2 or a JSON list of strings")
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
-    raise argparse.ArgumentTypeError("must be Key1,Key2 or a JSON list of strings")
+    raise _bad_value("must be Key1,Key2 or a JSON list of strings")
 
 
 def _policy_arns(text: str) -> list[Any]:
@@ -3069,7 +3115,7 @@ def _policy_arns(text: str) -> list[Any]:
         for item in value
     ):
         return value
-    raise argparse.ArgumentTypeError('must be Arn1,Arn2 or a JSON list of ARNs or of {"arn": ARN} objects')
+    raise _bad_value('must be Arn1,Arn2 or a JSON list of ARNs or of {"arn": ARN} objects')
 
 
 def _key_values(text: str) -> dict[str, str]:
@@ -3077,13 +3123,13 @@ def _key_values(text: str) -> dict[str, str]:
     if _looks_like_json(text):
         value = _json_object(text)
         if not all(isinstance(v, str) for v in value.values()):
-            raise argparse.ArgumentTypeError("tag values must be strings")
+            raise _bad_value("tag values must be strings")
         return dict(value)
     pairs: dict[str, str] = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise argparse.ArgumentTypeError("must be Key=Value,Key2=Value2 or a JSON object")
+            raise _bad_value("must be Key=Value,Key2=Value2 or a JSON object")
         pairs[key.strip()] = value.strip()
     return pairs
 
@@ -3092,7 +3138,7 @@ def _whole_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("must be a whole number") from None
+        raise _bad_value("must be a whole number") from None
 
 
 def _redact_values(message: str, argv: Sequence[str]) -> str:
@@ -3110,21 +3156,34 @@ def _redact_values(message: str, argv: Sequence[str]) -> str:
     return message
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors become one redacted line; ``main`` prints it."""
+def _bad_value(message: str) -> Exception:
+    """The error an argument converter raises: argparse prints ``message`` as the reason."""
+    import argparse
 
-    _argv: Sequence[str] = ()
+    return argparse.ArgumentTypeError(message)
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_args(self._argv, namespace)
 
-    def error(self, message: str) -> Any:
-        raise _UsageError(_redact_values(message, self._argv))
+@functools.lru_cache(maxsize=1)
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        """Usage errors become one redacted line; ``main`` prints it."""
+
+        _argv: Sequence[str] = ()
+
+        def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+            self._argv = list(sys.argv[1:] if args is None else args)
+            return super().parse_args(self._argv, namespace)
+
+        def error(self, message: str) -> Any:
+            raise _UsageError(_redact_values(message, self._argv))
+
+    return _Parser
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _parser_class()(
         prog="assume-role-chain",
         description="Assume one role, or a chain of roles, and print the credentials.",
     )

@@ -1201,7 +1201,7 @@ def iot_session(
     source = assume_role_chain._FunctionSource(
         provider, (cache_key or provider.cache_key()) if cache is not None else None, f"iot:{provider.role_alias}"
     )
-    options = dataclasses.replace(options, region_name=region_name or provider.endpoint.region)
+    options = options._replace(region_name=region_name or provider.endpoint.region)
     return assume_role_chain._build_session(source, options, None)
 
 

@@ -16,6 +16,7 @@ import botocore.config
 import botocore.configprovider
 import botocore.credentials
 import botocore.exceptions
+import botocore.hooks
 import botocore.loaders
 import botocore.parsers
 import botocore.regions

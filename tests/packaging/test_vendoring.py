@@ -8,7 +8,11 @@ only boto3 is exercised in ``test_packaging.py``.
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from .vendored import ROOT
 
@@ -28,3 +32,26 @@ def test_imports_only_the_standard_library_boto3_and_botocore() -> None:
     assert outside == []
     assert dynamic == []
     assert {"boto3", "botocore.credentials"} <= imported
+
+
+def test_a_vendored_copy_on_a_read_only_file_system_uses_its_precompiled_bytecode(tmp_path: Path) -> None:
+    """README's Lambda recipe: ``compileall --invalidation-mode unchecked-hash``, then a read-only folder.
+
+    Proof that the .pyc is what runs: after compiling, the source is made to
+    fail on import; the import still works, and ``python -v`` names the .pyc.
+    """
+    from tests.test_cache_failures import remount_read_only, tmpfs
+
+    with tmpfs(tmp_path / "task", size="4m") as task:
+        shutil.copy(ROOT / "assume_role_chain.py", task / "assume_role_chain.py")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(task)], check=True)
+        with (task / "assume_role_chain.py").open("a") as source:
+            source.write("\nraise SystemExit('the source ran, not the bytecode')\n")
+        remount_read_only(task)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(task)}
+        script = "import boto3, assume_role_chain; print(assume_role_chain.__file__)"
+        result = subprocess.run([sys.executable, "-v", "-c", script], cwd=task, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(task / "assume_role_chain.py")
+    cached = task / "__pycache__" / f"assume_role_chain.{sys.implementation.cache_tag}.pyc"
+    assert f"code object from '{cached}'" in result.stderr
