@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -673,6 +674,9 @@ def _read_response(tls: ssl.SSLSocket, ep: Endpoint, deadline: _Deadline, doing:
         raise IoTResponseError(
             f"malformed HTTP response from {ep.authority} ({type(error).__name__})"
         ) from None
+    finally:  # now, not when the collector gets to it after the socket is gone (an error on 3.13)
+        with contextlib.suppress(Exception):
+            response.close()
     if len(body) > MAX_RESPONSE_BYTES:
         raise _oversized(ep)
     return response.status, body
