@@ -117,10 +117,15 @@ def repository_files() -> set[str]:
     listed = run("git", "-C", ROOT, "ls-files", "-z", check=False)
     if listed.returncode == 0:
         return {name for name in listed.stdout.split("\0") if name}
-    skip = {"__pycache__", "build", "dist", "PKG-INFO", "setup.cfg"}
-    return {str(path.relative_to(ROOT)) for path in ROOT.rglob("*") if path.is_file()
-            and not any(part.startswith(".") and part != ".ci" or part in skip or part.endswith(".egg-info")
-                        for part in path.relative_to(ROOT).parts) and path.suffix != ".pyc"}
+    not_sources = {"__pycache__", "build", "dist", "PKG-INFO", "setup.cfg"}
+
+    def is_source(parts: tuple[str, ...]) -> bool:
+        hidden = [part for part in parts if part.startswith(".")]
+        return hidden in ([], [".ci"]) and not not_sources & set(parts) \
+            and not parts[0].endswith(".egg-info") and not parts[-1].endswith(".pyc")
+
+    files = (path.relative_to(ROOT) for path in ROOT.rglob("*") if path.is_file())
+    return {str(path) for path in files if is_source(path.parts)}
 
 
 # Fast, and between them they use the suite's kinds of helper: the moto server fixtures,
