@@ -4,7 +4,8 @@
 #
 # It never touches .venv (the Quick start's demo environment); each run has its own:
 #   .venv-test    python3 (or $PYTHON), the newest boto3/botocore: ruff, mypy --strict,
-#                 every test, including tests/packaging (stubs, sdist/wheel, fresh venvs).
+#                 every test; tests/packaging/test_packaging.py (sdist/wheel, fresh venvs,
+#                 about a minute) only with CI=true or ARC_SKIP_PACKAGING=0.
 # With CI=true, also:
 #   .venv-floor   Python 3.10, exactly the oldest boto3/botocore pyproject.toml allows,
 #                 assume_role_chain.py vendored alone (tests/packaging/vendored.py):
@@ -13,7 +14,6 @@
 #                 tests/packaging/test_packaging.py.
 # Python 3.10 and 3.13 are found as python3.10/python3.13 on PATH or under pyenv;
 # ARC_PYTHON310 and ARC_PYTHON313 name them explicitly.
-# ARC_SKIP_PACKAGING=1 skips tests/packaging/test_packaging.py outside CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -100,6 +100,10 @@ run_pytest() {
     "$venv/bin/python" -m pytest "$@" || s=$?
     [ "$s" = 0 ] || { [ "$s" = 5 ] && [ "$user_args" -gt 0 ]; } || { status=1; failed+=("$title"); }
 }
+
+# Outside CI the slow packaging tests (fresh venvs, pip, sdist) are skipped unless
+# ARC_SKIP_PACKAGING=0; with CI=true they always run.
+[ $in_ci = true ] || export ARC_SKIP_PACKAGING="${ARC_SKIP_PACKAGING:-1}"
 
 # 1. The newest boto3/botocore with python3: linters and every test.
 setup_venv .venv-test "$(command -v "${PYTHON:-python3}")" --upgrade boto3 botocore
