@@ -143,6 +143,6 @@ fi
 if [ $status = 0 ]; then
     say "tests/run.sh: passed"
 else
-    say "tests/run.sh: FAILED (${failed[*]})"
+    say "tests/run.sh: FAILED ($(printf '%s; ' "${failed[@]}" | sed 's/; $//'))"
 fi
 exit $status
