@@ -1,89 +1,148 @@
 #!/usr/bin/env bash
-# Installs everything the tests need, then runs the linters and the tests in two
-# environments:
-#   .venv        the newest boto3/botocore: ruff, mypy --strict, every test
-#                (including tests/packaging: stubs, sdist/wheel, fresh venv);
-#   .venv/floor  the oldest boto3/botocore the project supports (the floor in
-#                pyproject.toml's dependencies): every other test, run against
-#                assume_role_chain.py vendored alone (tests/packaging/vendored.py).
-# Usage: bash tests/run.sh [pytest arguments]   (the same arguments go to both runs)
-# ARC_PARALLEL=1 runs the two test runs side by side (faster; tests with tight
-# timing may flake under the load). On a developer's machine ARC_SKIP_FLOOR=1
-# skips the floor run and ARC_SKIP_PACKAGING=1 the slow packaging tests; with
-# CI=true both always run.
+# The project's test command (README, "Quick start"; CI runs it with CI=true).
+# Usage: bash tests/run.sh [pytest arguments]   (the same arguments go to every run)
+#
+# It never touches .venv (the Quick start's demo environment); each run has its own:
+#   .venv-test    python3 (or $PYTHON), the newest boto3/botocore: ruff, mypy --strict,
+#                 every test; tests/packaging/test_packaging.py (sdist/wheel, fresh venvs,
+#                 about a minute) only with CI=true or ARC_SKIP_PACKAGING=0.
+# With CI=true, also:
+#   .venv-floor   Python 3.10, exactly the oldest boto3/botocore pyproject.toml allows,
+#                 assume_role_chain.py vendored alone (tests/packaging/vendored.py):
+#                 every test but tests/packaging;
+#   .venv-py313   Python 3.13, the newest boto3/botocore: every test but the slow
+#                 tests/packaging/test_packaging.py.
+# Python 3.10 and 3.13 are found as python3.10/python3.13 on PATH or under pyenv;
+# ARC_PYTHON310 and ARC_PYTHON313 name them explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 user_args=$#
 in_ci=false
 [ "$(printf %s "${CI:-}" | tr '[:upper:]' '[:lower:]')" = true ] && in_ci=true
-
-python="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
-fi
-
-# System packages for the IoT tests (PKCS#11 and MQTT).
-missing=()
-command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
-command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
-command -v mosquitto >/dev/null 2>&1 && [ -x "$(command -v mosquitto)" ] || { [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto); }
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "tests/run.sh: installing ${missing[*]} with apt-get" >&2
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "tests/run.sh: missing system packages: ${missing[*]} (install them as root; the IoT tests that need them will be skipped, or fail when CI=true)" >&2
-    fi
-fi
-
-pip_install() { "$1/bin/python" -m pip install -q --disable-pip-version-check "${@:2}"; }
-versions() { "$1/bin/python" -c 'import boto3, botocore; print(f"boto3 {boto3.__version__}, botocore {botocore.__version__}")'; }
-# pytest's exit status 5 (no test collected) is no failure when the arguments chose the tests.
-passed() { [ "$1" = 0 ] || { [ "$1" = 5 ] && [ "$user_args" -gt 0 ]; }; }
-
-pip_install .venv -e ".[test]"
-pip_install .venv --upgrade boto3 botocore  # the newest release, also in an old .venv
-
-echo "== ruff" && .venv/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain-stubs iot_x509-stubs tests examples bench
-echo "== mypy --strict" && .venv/bin/mypy --strict assume_role_chain.py iot_x509.py \
-    && .venv/bin/mypy --strict --follow-imports=silent tests/packaging
 status=0
-floor_pid=""
-if [ "${ARC_SKIP_FLOOR:-}" = 1 ] && [ $in_ci = false ]; then
-    echo "== floor environment skipped (ARC_SKIP_FLOOR=1)"
-else
-    # The floor: the minimum versions in pyproject.toml's dependencies, pinned.
-    floor=$(grep -oE '"(boto3|botocore)>=[0-9.]+"' pyproject.toml | tr -d '"' | sed 's/>=/==/')
-    [ "$(echo "$floor" | wc -w)" = 2 ] || { echo "tests/run.sh: no boto3/botocore floor in pyproject.toml" >&2; exit 1; }
-    [ -x .venv/floor/bin/python ] || "$python" -m venv .venv/floor
-    # shellcheck disable=SC2086
-    pip_install .venv/floor -e ".[test]" $floor
-    floor_run=(.venv/floor/bin/python -m pytest -p tests.packaging.vendored --ignore=tests/packaging "$@")
-    floor_title="== pytest, floor: $(versions .venv/floor), assume_role_chain.py vendored alone"
-    if [ "${ARC_PARALLEL:-}" = 1 ]; then  # alongside the newest run, output after it: faster, timing tests may flake
-        floor_log=$(mktemp)
-        trap '[ -n "$floor_pid" ] && kill "$floor_pid" 2>/dev/null; rm -f "$floor_log"' EXIT
-        "${floor_run[@]}" >"$floor_log" 2>&1 &
-        floor_pid=$!
+failed=()
+
+say() { echo "== $* [$((SECONDS - started)) s]"; }
+
+# System packages for the IoT tests (PKCS#11, MQTT); .ci/run installs them.
+missing=()
+for tool in softhsm2-util:softhsm2 pkcs11-tool:opensc mosquitto:mosquitto; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "tests/run.sh: missing Debian packages ${missing[*]} (as root: apt-get install ${missing[*]});" \
+         "the IoT tests that need them are skipped, and fail with CI=true" >&2
+fi
+
+# A Python of version $1 (e.g. 3.10): $2 if set, else from PATH or pyenv; nothing if none.
+find_python() {
+    local version=$1 candidate candidates
+    if [ -n "${2:-}" ]; then
+        candidates=("$2")
+    else
+        candidates=("python$version" "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/"$version".*/bin/python)
     fi
+    for candidate in "${candidates[@]}"; do
+        if "$candidate" -c "import sys; sys.exit(f'{sys.version_info[0]}.{sys.version_info[1]}' != '$version')" 2>/dev/null; then
+            command -v "$candidate"
+            return
+        fi
+    done
+}
+
+# pip, showing what it downloads and installs but not its per-requirement chatter
+# (all of it if pip fails).
+pip_install() {
+    local venv=$1 log pip_status
+    shift
+    log=$(mktemp)
+    set +e
+    "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 | tee "$log" \
+        | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | sed -u 's/^/    /'
+    pip_status=${PIPESTATUS[0]}
+    set -e
+    [ "$pip_status" = 0 ] || { echo "tests/run.sh: pip install $* failed in $venv:" >&2; cat "$log" >&2; }
+    rm -f "$log"
+    return "$pip_status"
+}
+
+# Makes (or reuses) venv $1 with interpreter $2 and installs the project with its test extra,
+# then $3... (requirements, e.g. the floor pins or --upgrade boto3 botocore).
+setup_venv() {
+    local venv=$1 python=$2
+    shift 2
+    local want
+    want=$("$python" -c 'import sys; print(sys.version.split()[0])')
+    if [ ! -x "$venv/bin/python" ] || [ "$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" != "$want" ]; then
+        say "$venv: new virtualenv with Python $want ($python)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+    fi
+    say "$venv: pip install -e .[test] (pytest, moto, awscrt, cryptography, mypy, ruff, ...)"
+    pip_install "$venv" -e ".[test]"
+    if [ $# -gt 0 ]; then
+        say "$venv: pip install $*"
+        pip_install "$venv" "$@"
+    fi
+}
+
+describe() {
+    "$1/bin/python" -c 'import sys, boto3, botocore; print(f"Python {sys.version.split()[0]}, boto3 {boto3.__version__}, botocore {botocore.__version__}")'
+}
+
+# pytest's exit status 5 (no test collected) is no failure when the arguments chose the tests.
+run_pytest() {
+    local title=$1 venv=$2
+    shift 2
+    say "pytest, $title: $(describe "$venv")"
+    local s=0
+    "$venv/bin/python" -m pytest "$@" || s=$?
+    [ "$s" = 0 ] || { [ "$s" = 5 ] && [ "$user_args" -gt 0 ]; } || { status=1; failed+=("$title"); }
+}
+
+# Outside CI the slow packaging tests (fresh venvs, pip, sdist) are skipped unless
+# ARC_SKIP_PACKAGING=0; with CI=true they always run.
+[ $in_ci = true ] || export ARC_SKIP_PACKAGING="${ARC_SKIP_PACKAGING:-1}"
+
+# 1. The newest boto3/botocore with python3: linters and every test.
+setup_venv .venv-test "$(command -v "${PYTHON:-python3}")" --upgrade boto3 botocore
+say "ruff"
+.venv-test/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain-stubs iot_x509-stubs tests examples bench \
+    || { status=1; failed+=(ruff); }
+say "mypy --strict"
+{ .venv-test/bin/mypy --strict assume_role_chain.py iot_x509.py \
+    && .venv-test/bin/mypy --strict --follow-imports=silent tests/packaging; } || { status=1; failed+=(mypy); }
+run_pytest "newest" .venv-test "$@"
+
+if [ $in_ci = true ]; then
+    for version in 3.10 3.13; do
+        override_name="ARC_PYTHON${version/./}"
+        interpreter=$(find_python "$version" "${!override_name:-}")
+        if [ -z "$interpreter" ]; then
+            echo "tests/run.sh: no Python $version found (PATH, pyenv, or $override_name=/path/to/python)" >&2
+            status=1
+            failed+=("Python $version missing")
+            continue
+        fi
+        if [ "$version" = 3.10 ]; then
+            # The floor: the minimum versions in pyproject.toml's dependencies, pinned.
+            floor=$(grep -oE '"(boto3|botocore)>=[0-9.]+"' pyproject.toml | tr -d '"' | sed 's/>=/==/')
+            [ "$(echo "$floor" | wc -w)" = 2 ] || { echo "tests/run.sh: no boto3/botocore floor in pyproject.toml" >&2; exit 1; }
+            # shellcheck disable=SC2086
+            setup_venv .venv-floor "$interpreter" $floor
+            run_pytest "floor, assume_role_chain.py vendored alone" .venv-floor \
+                -p tests.packaging.vendored --ignore=tests/packaging "$@"
+        else
+            setup_venv .venv-py313 "$interpreter" --upgrade boto3 botocore
+            run_pytest "Python 3.13, newest" .venv-py313 --ignore=tests/packaging/test_packaging.py "$@"
+        fi
+    done
 fi
 
-echo "== pytest, newest: $(versions .venv)"
-s=0; .venv/bin/python -m pytest "$@" || s=$?
-passed $s || status=1
-
-if [ -n "$floor_pid" ]; then
-    s=0; wait "$floor_pid" || s=$?
-    floor_pid=""
-    echo "$floor_title (run alongside)"
-    cat "$floor_log"
-    passed $s || status=1
-elif [ -n "${floor_title:-}" ]; then
-    echo "$floor_title"
-    s=0; "${floor_run[@]}" || s=$?
-    passed $s || status=1
+if [ $status = 0 ]; then
+    say "tests/run.sh: passed"
+else
+    say "tests/run.sh: FAILED ($(printf '%s; ' "${failed[@]}" | sed 's/; $//'))"
 fi
-echo "== tests/run.sh: $([ $status = 0 ] && echo passed || echo FAILED) in $((SECONDS - started)) s"
 exit $status

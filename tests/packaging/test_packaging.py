@@ -1,23 +1,28 @@
 """The distribution as users get it.
 
 Builds the sdist and the wheel (``python -m build``, the wheel from the sdist),
-checks them with ``twine check --strict``, and makes a fresh venv holding only
+checks them with ``twine check --strict`` and their metadata (licence, classifiers,
+URLs); checks that the sdist holds every file of the repository and that a fast
+subset of the tests passes from the unpacked sdist; and makes a fresh venv holding only
 boto3, where: ``assume_role_chain.py`` copied alone into an empty folder imports
 and works; the wheel installs without extras; its console script and
 ``python -m`` entry points run; ``iot_x509`` works without awscrt for PEM keys
 and names awscrt when a feature needs it; and mypy, checking a separate small
 project against that venv, sees the types of both modules.
 
-Slow (a venv and pip, about a minute): ``ARC_SKIP_PACKAGING=1`` skips them on a
-developer's machine; with ``CI=true`` they always run.
+Slow (venvs, pip and the sdist, about a minute): ``ARC_SKIP_PACKAGING=1`` skips
+them outside CI (``tests/run.sh`` sets it unless it is 0); with ``CI=true`` they
+always run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,7 @@ from . import make_stubs
 from .vendored import ALLOWED, ROOT
 
 if os.environ.get("ARC_SKIP_PACKAGING") == "1" and os.environ.get("CI", "").lower() != "true":
-    pytest.skip("ARC_SKIP_PACKAGING=1 (they always run with CI=true)", allow_module_level=True)
+    pytest.skip("ARC_SKIP_PACKAGING=1 (ARC_SKIP_PACKAGING=0 or CI=true runs them)", allow_module_level=True)
 
 iot_world, iot = iot_fixtures.iot_world, iot_fixtures.iot  # the IoT stand-in, for the smoke test
 # Distributions that `pip install boto3` brings, and the venv's own pip (and setuptools before 3.12).
@@ -81,6 +86,76 @@ def test_sdist_and_wheel_pass_twine_check_and_hold_modules_and_stubs(dist: Path)
     assert names == {f"{m}.py" for m in make_stubs.MODULES} | {f"{m}-stubs/__init__.pyi" for m in make_stubs.MODULES}
     assert stubs == {m: make_stubs.stub_path(m).read_text(encoding="utf-8") for m in make_stubs.MODULES}
     assert "Requires-Dist: boto3>=" in metadata and "Requires-Dist: awscrt" in metadata  # the latter: extra only
+
+
+def test_metadata_names_licence_classifiers_and_urls(dist: Path) -> None:
+    trove_classifiers = pytest.importorskip("trove_classifiers")
+    (wheel_path,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel_path) as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        licence = wheel.read(next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))).decode()
+    fields = [line.split(": ", 1) for line in metadata.split("\n\n", 1)[0].splitlines() if ": " in line]
+    values: dict[str, list[str]] = {}
+    for name, value in fields:
+        values.setdefault(name, []).append(value)
+    assert values["License-Expression"] == ["Apache-2.0"] and values["License-File"] == ["LICENSE"]
+    assert licence == (ROOT / "LICENSE").read_text() and "Apache License" in licence and "Version 2.0" in licence
+    classifiers = values["Classifier"]
+    assert set(classifiers) <= trove_classifiers.classifiers, set(classifiers) - trove_classifiers.classifiers
+    assert {f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)} <= set(classifiers)
+    assert any(c.startswith("Development Status ::") for c in classifiers)
+    assert any(c.startswith("Intended Audience ::") for c in classifiers)
+    assert any(c.startswith("Topic ::") for c in classifiers)
+    assert not any(c.startswith("License ::") for c in classifiers)  # PEP 639: the expression only
+    assert values["Requires-Python"] == [">=3.10"]
+    urls = [value.split(", ", 1)[1] for value in values["Project-URL"]]
+    assert urls and all(url.startswith("https://") for url in urls)
+
+
+def repository_files() -> set[str]:
+    """The files of this checkout as git tracks them (as found on disk if it is no git checkout)."""
+    listed = run("git", "-C", ROOT, "ls-files", "-z", check=False)
+    if listed.returncode == 0:
+        return {name for name in listed.stdout.split("\0") if name}
+    not_sources = {"__pycache__", "build", "dist", "PKG-INFO", "setup.cfg"}
+
+    def is_source(parts: tuple[str, ...]) -> bool:
+        hidden = [part for part in parts if part.startswith(".")]
+        return hidden in ([], [".ci"]) and not not_sources & set(parts) \
+            and not parts[0].endswith(".egg-info") and not parts[-1].endswith(".pyc")
+
+    files = (path.relative_to(ROOT) for path in ROOT.rglob("*") if path.is_file())
+    return {str(path) for path in files if is_source(path.parts)}
+
+
+# Fast, and between them they use the suite's kinds of helper: the moto server fixtures,
+# the IoT stand-in and its certificates, the secret-hygiene plugin, the vendoring
+# checks, examples/ (demo.py, iot_demo.py) and the README and .ci/run.
+SDIST_SUBSET = [
+    "tests/test_helpers.py",
+    "tests/iot/test_iot_cli.py",
+    "tests/packaging/test_vendoring.py",
+    "tests/packaging/test_quick_start.py",
+]
+
+
+def test_sdist_holds_the_repository_and_its_tests_pass_from_there(dist: Path, tmp_path: Path) -> None:
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.iterdir()
+    in_sdist = {str(path.relative_to(unpacked)) for path in unpacked.rglob("*") if path.is_file()}
+    assert repository_files() - {".gitignore"} - in_sdist == set()
+    assert {"LICENSE", ".ci/run", "tests/run.sh", "docs/RELIABILITY.md", "examples/demo.py", "bench/run.py"} <= in_sdist
+
+    where = run(sys.executable, "-c", "import assume_role_chain, iot_x509, tests; "
+                "print(assume_role_chain.__file__, iot_x509.__file__, tests.__file__)", cwd=unpacked)
+    assert all(path.startswith(str(unpacked)) for path in where.stdout.split()), where.stdout
+    result = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SDIST_SUBSET, cwd=unpacked,
+                 check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"^\d+ passed", result.stdout.splitlines()[-1]), result.stdout[-500:]
 
 
 VENDORED_CHECK = """
