@@ -26,7 +26,7 @@ from tests.faults import START, FaultProxy, fault_proxy
 
 ACCOUNT = "123456789012"
 
-pytest_plugins = ["tests.hardening"]  # secret hygiene over the whole session (docs/RELIABILITY.md)
+pytest_plugins = ["tests.hygiene_plugin"]  # secret hygiene over the whole session (docs/RELIABILITY.md)
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
 

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 import assume_role_chain as arc
 import iot_x509
 from tests.conftest import role_arn
-from tests.hardening import RawResponder, closed_port, http_answer
 from tests.iot import iot_standin
+from tests.servers import RawResponder, closed_port, http_answer
 
 GOOD = role_arn("Reader")
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
