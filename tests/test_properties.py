@@ -140,6 +140,7 @@ def assert_request_carries(form: dict[str, str], role_arn: str, kwargs: dict[str
 
 @examples(120)
 @given(role=ROLE, kwargs=ASSUME_ROLE_KWARGS)
+@example(role=GOOD, kwargs={"RoleSessionName": "property", "ExternalId": "partner-42", "DurationSeconds": dt.timedelta(hours=1)})
 def test_assume_role_with_random_arguments(aws_env: str, no_network: Callable[[], None], role: Any, kwargs: dict[str, Any]) -> None:
     parent = boto3.Session()
     try:
@@ -162,6 +163,7 @@ HOPS = st.lists(st.one_of(st.just(GOOD), ANYTHING, st.fixed_dictionaries({"RoleA
 @examples(100)
 @given(roles=HOPS | ANYTHING, kwargs=ASSUME_ROLE_KWARGS)
 @example(roles=[{"RoleArn": GOOD, "Bogus": 1}], kwargs={})
+@example(roles=[GOOD], kwargs={"RoleSessionName": "chain-hop", "SourceIdentity": "alice", "DurationSeconds": 1800})
 def test_assume_role_chain_with_random_arguments(aws_env: str, no_network: Callable[[], None], roles: Any, kwargs: dict[str, Any]) -> None:
     parent = boto3.Session()
     try:
