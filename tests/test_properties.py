@@ -90,7 +90,17 @@ def no_network(connections: list[Any]) -> Callable[[], None]:
 def assert_names_a_parameter(error: Exception, names: Any) -> None:
     """The documented error names one of the parameters the caller passed."""
     message = str(error)
-    assert any(str(name) in message for name in names), f"{message!r} names none of {sorted(map(str, names))}"
+    assert any(str(name) in message for name in names if name != ""), f"{message!r} names none of {sorted(map(str, names))}"
+
+
+def parameter_names(kwargs: dict[str, Any], role_or_roles: Any) -> set[Any]:
+    """The parameter names a caller used: keyword arguments, the keys of a role's (or each hop's)
+    mapping, and the keys of ``sts_client_kwargs`` and ``additional_kwargs`` (whose problems are
+    reported by key, ``sts_client_kwargs``'s for ``STSClientConfig``).
+    """
+    hops = role_or_roles if isinstance(role_or_roles, list) else [role_or_roles]
+    nested = [kwargs.get("sts_client_kwargs"), kwargs.get("additional_kwargs"), *hops]
+    return {"STSClientConfig", *kwargs, *(key for mapping in nested if isinstance(mapping, dict) for key in mapping)}
 
 
 def assert_ours(session: Any) -> Any:
@@ -147,7 +157,7 @@ def test_assume_role_with_random_arguments(aws_env: str, no_network: Callable[[]
         session = arc.assume_role(parent, role, **kwargs)
     except PVE as error:
         no_network()
-        assert_names_a_parameter(error, {"RoleArn", *kwargs, *(role if isinstance(role, dict) else ())})
+        assert_names_a_parameter(error, {"RoleArn", *parameter_names(kwargs, role)})
         return
     credentials = assert_ours(session)
     no_network()
@@ -170,8 +180,7 @@ def test_assume_role_chain_with_random_arguments(aws_env: str, no_network: Calla
         session = arc.assume_role_chain(parent, roles, **kwargs)
     except PVE as error:
         no_network()
-        hops = roles if isinstance(roles, list) else []
-        assert_names_a_parameter(error, {"roles", "RoleArn", *kwargs, *(key for hop in hops if isinstance(hop, dict) for key in hop)})
+        assert_names_a_parameter(error, {"roles", "RoleArn", *parameter_names(kwargs, roles)})
         return
     credentials = assert_ours(session)
     no_network()
