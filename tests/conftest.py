@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -26,7 +28,7 @@ from tests.faults import START, FaultProxy, fault_proxy
 
 ACCOUNT = "123456789012"
 
-pytest_plugins = ["tests.hardening"]  # secret hygiene over the whole session (docs/RELIABILITY.md)
+pytest_plugins = ["tests.hygiene_plugin"]  # secret hygiene over the whole session (docs/RELIABILITY.md)
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log
 
@@ -183,3 +185,31 @@ def proxy(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
         monkeypatch.setenv("AWS_RETRY_MODE", "standard")
         yield running
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def second_moto() -> Iterator[str]:
+    """A second, separate moto server (its own process and state)."""
+    port = free_port()
+    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)

@@ -20,7 +20,7 @@ stand-in) and faults whole connections: ``"reset"``, ``("stall", seconds)``,
 
 The rest (the moments of a credential's life, backoff bounds, running one
 moment of a session's life under a fault and checking the outcome against the
-expected one) is shared by the STS and IoT fault matrices.
+expected one) is shared by the rows of the fault matrix (tests/test_faults.py: STS and IoT).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""assume_role and chains against a real moto server."""
+"""assume_role and chains against a real moto server; typed configs and STS client options."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
+import botocore.config
 import botocore.credentials
+import botocore.exceptions
 import pytest
 
 import assume_role_chain as arc
@@ -204,3 +207,98 @@ def test_access_denied_is_a_client_error_on_first_use(parent: boto3.Session, mon
     parent._session.register("before-call.sts.AssumeRole", refuse)
     with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
         child.client("sts").get_caller_identity()
+
+
+# -- typed configs (AssumeRoleConfig, STSClientConfig) ---------------------------------
+
+
+def test_assume_role_config_reads_by_dot_and_key() -> None:
+    config = arc.AssumeRoleConfig(RoleArn=role_arn("A"), DurationSeconds=900)
+    assert config.RoleArn == config["RoleArn"] == role_arn("A")
+    assert config.DurationSeconds == 900
+    assert config.ExternalId is None and config["ExternalId"] is None
+    assert dict(config) == {"RoleArn": role_arn("A"), "DurationSeconds": 900}
+    assert "ExternalId" not in config and "DurationSeconds" in config
+    assert config == {"RoleArn": role_arn("A"), "DurationSeconds": 900}
+    with pytest.raises(AttributeError, match="Nope"):
+        config.Nope  # noqa: B018
+    with pytest.raises(AttributeError, match="immutable"):
+        config.DurationSeconds = 1000  # type: ignore[misc]
+
+
+def test_assume_role_config_repr_hides_the_token_code() -> None:
+    config = arc.AssumeRoleConfig(RoleArn=role_arn("A"), SerialNumber="arn:aws:iam::123456789012:mfa/alice", TokenCode="246810")
+    assert "246810" not in repr(config) and "TokenCode" in repr(config)
+
+
+def test_config_and_dict_produce_the_same_request(parent: boto3.Session, sent_assume_role_requests: SentRequests) -> None:
+    fields = {
+        "RoleArn": role_arn("A"), "RoleSessionName": "same", "DurationSeconds": 1800, "ExternalId": "ext-7",
+        "Tags": {"team": "blue"}, "Policy": {"Version": "2012-10-17", "Statement": []},
+        "PolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "SourceIdentity": "dave",
+    }
+    arc.whoami(arc.assume_role(parent, arc.AssumeRoleConfig(**fields)))
+    arc.whoami(arc.assume_role(parent, dict(fields)))
+    arc.whoami(arc.assume_role(parent, fields.pop("RoleArn"), **fields))
+    first, second, third = sent_assume_role_requests
+    assert first == second == third
+
+
+def test_keyword_arguments_override_the_config(parent: boto3.Session, sent_assume_role_requests: SentRequests) -> None:
+    config = arc.AssumeRoleConfig(RoleArn=role_arn("A"), RoleSessionName="from-config", DurationSeconds=1800)
+    arc.whoami(arc.assume_role(parent, config, RoleSessionName="from-keyword"))
+    assert sent_assume_role_requests[0]["RoleSessionName"] == ["from-keyword"]
+    assert sent_assume_role_requests[0]["DurationSeconds"] == ["1800"]
+
+
+def test_configs_in_chains_and_patched_methods(parent: boto3.Session) -> None:
+    chain = arc.assume_role_chain(parent, [arc.AssumeRoleConfig(RoleArn=role_arn("A")), arc.AssumeRoleConfig(RoleArn=role_arn("B"), RoleSessionName="cfg")])
+    assert arc.whoami(chain)["Arn"].endswith(":assumed-role/B/cfg")
+    arc.patch_boto3()
+    patched = parent.assume_role(arc.AssumeRoleConfig(RoleArn=role_arn("C"), RoleSessionName="patched-cfg"))  # type: ignore[attr-defined]
+    assert arc.whoami(patched)["Arn"].endswith(":assumed-role/C/patched-cfg")
+
+
+def test_sts_client_config() -> None:
+    config = arc.STSClientConfig(region_name="eu-west-1", endpoint_url="https://sts.eu-west-1.amazonaws.com")
+    assert config.region_name == "eu-west-1" and config.verify is None
+    for bad, param in (
+        ({"service_name": "s3"}, "service_name"),
+        ({"aws_secret_access_key": "x"}, "aws_secret_access_key"),
+        ({"endpoint_url": "ftp://x"}, "endpoint_url"),
+        ({"config": {"retries": 3}}, "config"),
+        ({"region": "eu-west-1"}, "region"),
+    ):
+        with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+            arc.STSClientConfig(bad)
+
+
+# -- STS client options ------------------------------------------------------------------
+
+
+def identity_at(endpoint: str, credentials: dict[str, Any]) -> str:
+    client = boto3.client("sts", endpoint_url=endpoint, aws_access_key_id=credentials["access_key"],
+                          aws_secret_access_key=credentials["secret_key"], aws_session_token=credentials["token"])
+    return str(client.get_caller_identity()["Arn"])
+
+
+@pytest.mark.parametrize("as_config", [False, True])
+def test_sts_endpoint_url_is_where_assume_role_goes(parent: boto3.Session, second_moto: str, sts_calls: Callable[[], int], aws_env: str, as_config: bool) -> None:
+    options: dict[str, Any] = {"endpoint_url": second_moto, "config": botocore.config.Config(retries={"total_max_attempts": 2})}
+    session = arc.assume_role(parent, role_arn("A"), RoleSessionName="vpce", sts_client_kwargs=arc.STSClientConfig(options) if as_config else options)
+    current = arc.get_credentials(session)
+    assert sts_calls() == 0, "the first server saw no AssumeRole"
+    assert identity_at(second_moto, current).endswith(":assumed-role/A/vpce"), "the second server issued them"
+
+
+def test_sts_client_follows_the_parents_region_by_default(parent: boto3.Session, sent_assume_role_requests: SentRequests, monkeypatch: pytest.MonkeyPatch) -> None:
+    scopes: list[str] = []
+
+    def record(request: Any, **_: Any) -> None:
+        authorization = request.headers["Authorization"]
+        scopes.append((authorization.decode() if isinstance(authorization, bytes) else authorization).split("/")[2])
+
+    parent._session.register("before-send.sts.AssumeRole", record)
+    parent._session.set_config_variable("region", "ap-southeast-2")
+    arc.whoami(arc.assume_role(parent, role_arn("A")))
+    assert scopes == ["ap-southeast-2"], "signed for the parent's region"

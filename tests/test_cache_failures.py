@@ -32,7 +32,7 @@ import pytest
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
-from tests.hardening import OTHER_UID, as_other_user, require
+from tests.servers import OTHER_UID, as_other_user, require
 
 SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
 KEY = "failure-test-entry"

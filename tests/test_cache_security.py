@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import assume_role_chain as arc
-from tests.hardening import OTHER_UID, as_other_user
+from tests.servers import OTHER_UID, as_other_user
 
 KEY = "security-test-entry"
 PLANTED = {"AccessKeyId": "ASIAPLANTEDBYATTACKER", "SecretAccessKey": "planted-secret-value",

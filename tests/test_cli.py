@@ -290,3 +290,15 @@ def test_library_loggers_have_a_null_handler() -> None:
 
     for module in (arc, iot_x509):
         assert any(isinstance(handler, logging.NullHandler) for handler in logging.getLogger(module.__name__).handlers)
+
+
+# -- STS client options ------------------------------------------------------------------
+
+
+def test_cli_sts_client_kwargs_and_whoami(aws_env: str, second_moto: str, capsys: pytest.CaptureFixture[str], sts_calls: Callable[[], int]) -> None:
+    assert arc.main([role_arn("A"), "--RoleSessionName", "cli-who", "--whoami"]) == 0
+    assert json.loads(capsys.readouterr().out)["Arn"].endswith(":assumed-role/A/cli-who")
+    assert arc.main([role_arn("B"), "--sts-client-kwargs", json.dumps({"endpoint_url": second_moto}), "--json"]) == 0
+    assert sts_calls() == 1
+    assert arc.main([role_arn("B"), "--sts-client-kwargs", '{"aws_access_key_id": "x"}']) == arc.EXIT_BAD_ARGUMENTS
+    assert "aws_access_key_id" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The refresh engine: one fetch per lifetime, single flight, static stability, forks.
+"""The refresh engine: one fetch per lifetime, single flight, static stability, forks, refresh windows, eager refresh.
 
 Time is moved with time-machine; moto runs in-process so its clock moves too.
 """
@@ -32,7 +32,7 @@ from moto.sts.models import sts_backends
 
 import assume_role_chain as arc
 from tests.conftest import Clock, role_arn
-from tests.faults import FaultProxy, at
+from tests.faults import START, FaultProxy, at
 
 
 def issued_expiries() -> dict[str, dt.datetime]:
@@ -657,3 +657,115 @@ def test_a_failing_listener_does_not_break_refresh(parent: boto3.Session, caplog
     finally:
         arc.remove_refresh_listener(broken)
     assert "listener" in caplog.text
+
+
+# -- refresh windows set by hand ------------------------------------------------------------
+
+
+def refresh_moment(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int], **kwargs: Any) -> int:
+    """The first half-minute mark at which the session refreshes its 3600 s credentials."""
+    s3 = arc.assume_role(parent, role_arn("A"), DurationSeconds=3600, eager=False, **kwargs).client("s3")
+    s3.list_buckets()
+    before = sts_calls()
+    for second in range(30, 3600, 60):
+        clock.move_to(at(second))
+        s3.list_buckets()
+        if sts_calls() > before:
+            return second
+    raise AssertionError("never refreshed")
+
+
+def test_windows_set_by_hand_change_when_refresh_happens(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int]) -> None:
+    assert refresh_moment(parent, clock, sts_calls) == 2730  # default: 15 min before expiry
+    clock.move_to(START)
+    assert refresh_moment(parent, clock, sts_calls, advisory_timeout=300, mandatory_timeout=120) == 3330
+    clock.move_to(START)
+    assert refresh_moment(parent, clock, sts_calls, advisory_timeout=1800) == 1830
+
+
+def test_windows_longer_than_the_lifetime_are_warned_about(aws_env: str) -> None:
+    def fetch() -> dict[str, Any]:
+        return {"AccessKeyId": "AKIA", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=900)}
+
+    credentials = arc.refreshable_session(fetch, advisory_timeout=1200).get_credentials()
+    assert credentials is not None
+    with pytest.warns(arc.RefreshWindowWarning, match="not shorter than the credentials' lifetime"):
+        credentials.get_frozen_credentials()
+
+
+# -- eager, proactive refresh -------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("option", [{"eager": True}, {"defer_refresh": False}])
+def test_eager_sessions_refresh_in_the_background(parent: boto3.Session, clock: time_machine.Traveller, sts_calls: Callable[[], int], option: dict[str, Any]) -> None:
+    session = arc.assume_role(parent, role_arn("A"), DurationSeconds=900, **option)
+    assert sts_calls() == 1, "fetched at construction"
+    first = arc.get_credentials(session)["access_key"]
+    refreshed_by: list[str] = []
+
+    def listener(event: arc.RefreshEvent) -> None:
+        refreshed_by.append(threading.current_thread().name)
+
+    arc.add_refresh_listener(listener)
+    try:
+        clock.move_to(at(680))  # advisory window; nobody makes a call
+        assert wait_for(lambda: bool(refreshed_by)), "the background thread refreshed"
+    finally:
+        arc.remove_refresh_listener(listener)
+    assert refreshed_by == ["assume-role-chain-refresh"] and sts_calls() == 2
+    assert arc.get_credentials(session)["access_key"] != first
+    clock.move_to(at(700))
+    time.sleep(1.2)  # a poll interval: no refresh while the new credentials are fresh
+    assert sts_calls() == 2
+
+
+def test_eager_sessions_are_released_when_dropped(parent: boto3.Session) -> None:
+    import gc
+    import weakref
+
+    session = arc.assume_role(parent, role_arn("A"), eager=True)
+    credentials = weakref.ref(session.get_credentials())  # type: ignore[arg-type]
+    del session
+    time.sleep(1.2)  # let the background thread run a poll with the session registered
+    gc.collect()
+    assert credentials() is None
+
+
+def test_eager_construction_fails_fast(parent: boto3.Session) -> None:
+    def refuse(**_: object) -> None:
+        raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
+
+    parent._session.register("before-call.sts.AssumeRole", refuse)
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        arc.assume_role(parent, role_arn("A"), defer_refresh=False)
+
+
+def test_defer_refresh_true_is_lazy(parent: boto3.Session, sts_calls: Callable[[], int]) -> None:
+    arc.assume_role(parent, role_arn("A"), defer_refresh=True)
+    assert sts_calls() == 0
+
+
+def test_background_thread_survives_a_fork(parent: boto3.Session) -> None:
+    import os
+
+    session = arc.assume_role(parent, role_arn("A"), eager=True)
+    assert any(t.name == "assume-role-chain-refresh" for t in threading.enumerate())
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            arc.whoami(session)
+            code = 0 if any(t.name == "assume-role-chain-refresh" for t in threading.enumerate()) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

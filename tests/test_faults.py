@@ -1,17 +1,25 @@
-"""Faults between botocore and STS, at each moment of a credential's life.
+"""One fault matrix: fault x moment of a credential's life x source kind.
 
-Every AssumeRole request goes through :class:`tests.faults.FaultProxy` in
-front of moto; API calls (S3 ListBuckets) go to moto directly. The clock is
-time-machine's (moto runs in-process, so its clock moves too); timeouts and
-waits are real. botocore's retries are off (one attempt per AssumeRole) except
-in the test that shows how they compose with the engine's backoff.
+Source kinds: ``sts`` (every AssumeRole request goes through
+:class:`tests.faults.FaultProxy` in front of moto), ``iot-ssl`` and
+``iot-awscrt`` (the IoT client talks mTLS to the stand-in through
+:class:`tests.faults.TCPFaultProxy`: connection resets, stalls, slow answers;
+HTTP errors and a stall after the handshake come from the stand-in's own
+modes). Both issue 900 s credentials, so the moments (tests/faults.py) and the
+expected outcomes are shared. API calls (S3 ListBuckets) go to moto directly.
+The clock is time-machine's (moto runs in-process, so its clock moves too);
+timeouts and waits are real. botocore's retries are off (one attempt per
+AssumeRole) except in the test that shows how they compose with the engine's
+backoff. The last tests are STS only: 16 threads on one stalled attempt, and
+botocore's retries inside the engine's backoff.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -21,17 +29,34 @@ import pytest
 import time_machine
 
 import assume_role_chain as arc
+import iot_x509
 from tests.conftest import role_arn
-from tests.faults import MOMENTS, SLACK, FaultProxy, at, check_cell, fault_proxy, parse_matrix, run_moment
+from tests.faults import (
+    MOMENTS,
+    SLACK,
+    FaultProxy,
+    TCPFaultProxy,
+    at,
+    check_cell,
+    fault_proxy,
+    parse_matrix,
+    run_moment,
+    tcp_fault_proxy,
+)
+from tests.iot.conftest import iot, iot_world  # noqa: F401  (fixtures of the IoT rows, used by name below)
+from tests.iot.iot_standin import IoTWorld
 
 TIMEOUT = 0.4  # connect and read timeout of the STS client, seconds
 STS_CONFIG = botocore.config.Config(connect_timeout=TIMEOUT, read_timeout=TIMEOUT, retries={"total_max_attempts": 1})
+IOT_TIMEOUT = {"ssl": 0.4, "awscrt": 0.5}  # iot_session(timeout=...): one deadline per fetch
+IOT_SOURCE = "iot:device-role"
 
-# Expected outcome: failed API calls / AssumeRole calls made while the fault lasts.
-# "backoff": one call per backoff interval (1 s doubling to 30 s, jittered to
-# 50-100 %), so between backoff_bounds() of the moment's API calls; "all": every
-# API call fails, with the source's error. The credentials live 900 s; the
-# moments are defined in tests/faults.py.
+# Expected outcome: failed API calls / credential fetches (AssumeRole calls for
+# STS) made while the fault lasts. "backoff": one call per backoff interval (1 s
+# doubling to 30 s, jittered to 50-100 %), so between backoff_bounds() of the
+# moment's API calls; "all": every API call fails, with the source's error.
+# The credentials live 900 s; the moments are defined in tests/faults.py.
+# stall-http (a stall after the TLS handshake) is an IoT fault only.
 MATRIX = parse_matrix(
     """
     fault       fresh  advisory   mandatory  expired
@@ -40,12 +65,15 @@ MATRIX = parse_matrix(
     throttling  0/0    0/backoff  0/backoff  all/backoff
     reset       0/0    0/backoff  0/backoff  all/backoff
     stall       0/0    0/backoff  0/backoff  all/backoff
+    stall-http  0/0    0/backoff  0/backoff  all/backoff
     slow        0/0    0/1        0/1        0/1
     """
 )
 
-# fault -> (what the proxy does, the error API calls raise when no credentials remain)
-FAULTS: dict[str, tuple[Any, tuple[type[Exception], str]]] = {
+Error = tuple[type[Exception], str]  # the error API calls raise when no credentials remain
+
+# fault -> (what the proxy does, the error)
+STS_FAULTS: dict[str, tuple[Any, Error]] = {
     "503": (("status", 503), (botocore.exceptions.ClientError, "(ServiceUnavailable)")),
     "500": (("status", 500), (botocore.exceptions.ClientError, "(InternalFailure)")),
     "throttling": (("status", 400), (botocore.exceptions.ClientError, "(Throttling)")),
@@ -54,18 +82,72 @@ FAULTS: dict[str, tuple[Any, tuple[type[Exception], str]]] = {
     "slow": (("slow", TIMEOUT / 3), (Exception, "")),  # answers within the timeout
 }
 
-
-@pytest.fixture
-def base(proxy: FaultProxy) -> boto3.Session:
-    """The parent of every role of a test (its children share its botocore data loader)."""
-    session = boto3.Session()
-    arc.whoami(arc.assume_role(session, role_arn("warm-up")))  # moto's first AssumeRole is slow
-    return session
+Inject = Callable[[IoTWorld, TCPFaultProxy], None]
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_fault_at_each_moment(proxy: FaultProxy, base: boto3.Session, clock: time_machine.Traveller, fault: str) -> None:
-    injected, error = FAULTS[fault]
+def iot_status(code: int, message: str) -> Inject:
+    def inject(world: IoTWorld, _: TCPFaultProxy) -> None:
+        world.server.behaviour.status, world.server.behaviour.message = code, message
+        world.server.behaviour.mode = "status"
+
+    return inject
+
+
+def tcp(fault: Any) -> Inject:
+    def inject(_: IoTWorld, proxy: TCPFaultProxy) -> None:
+        proxy.fault = fault
+
+    return inject
+
+
+def http_stall(world: IoTWorld, _: TCPFaultProxy) -> None:
+    world.server.behaviour.mode = "stall"  # handshake done, no answer
+
+
+# fault -> (how to inject it, the error)
+IOT_FAULTS: dict[str, tuple[Inject, Error]] = {
+    "503": (iot_status(503, "Slow down"), (iot_x509.IoTHTTPError, "HTTP 503")),
+    "500": (iot_status(500, "Internal failure"), (iot_x509.IoTHTTPError, "HTTP 500")),
+    "throttling": (iot_status(429, "Rate exceeded"), (iot_x509.IoTHTTPError, "HTTP 429")),
+    "reset": (tcp("reset"), (iot_x509.IoTConnectionError, "localhost:")),
+    "stall": (tcp(("stall", 3)), (iot_x509.IoTTimeoutError, "timed out after")),
+    "stall-http": (http_stall, (iot_x509.IoTTimeoutError, "waiting for the response")),
+    "slow": (tcp(("slow", 0.1)), (Exception, "")),  # answers within the timeout
+}
+# awscrt differs from ssl in how it connects, not in what the engine does with a
+# failure: its connection faults are tested where a caller waits or fails. (Its wait
+# for a stalled answer: tests/iot/test_iot_errors.py::test_a_stalled_server_times_out.)
+AWSCRT_FAULTS = ("reset", "stall", "slow")
+AWSCRT_MOMENTS = ("mandatory", "expired")
+
+CASES = (
+    [("sts", fault, moment) for fault in STS_FAULTS for moment in MOMENTS]
+    + [("iot-ssl", fault, moment) for fault in IOT_FAULTS for moment in MOMENTS]
+    + [("iot-awscrt", fault, moment) for fault in AWSCRT_FAULTS for moment in AWSCRT_MOMENTS]
+)
+
+
+@dataclass
+class Source:
+    """One source kind under one fault: a fresh session, the fault on and off, the requests it made."""
+
+    label: tuple[str, ...]  # the first cells of the printed row
+    name: str  # the source name that errors and refresh events carry
+    session: boto3.Session
+    inject: Callable[[], None]
+    heal: Callable[[], None]
+    requests: Callable[[], int]  # AssumeRole requests (STS) or TLS connections (IoT) so far
+    error: Error
+    timeout: float  # the longest one fetch may take
+    most_requests_per_fetch: int  # awscrt may open one more connection to name an untrusted server
+
+
+def sts_source(request: pytest.FixtureRequest, fault: str, moment: str) -> Iterator[Source]:
+    proxy: FaultProxy = request.getfixturevalue("proxy")
+    base = boto3.Session()  # the parent of the role (its children share its botocore data loader)
+    arc.whoami(arc.assume_role(base, role_arn("warm-up")))  # moto's first AssumeRole is slow
+    injected, error = STS_FAULTS[fault]
+    role = role_arn(f"faults-{fault}-{moment}")
 
     def inject() -> None:
         proxy.fault = injected
@@ -73,15 +155,55 @@ def test_fault_at_each_moment(proxy: FaultProxy, base: boto3.Session, clock: tim
     def heal() -> None:
         proxy.fault = None
 
-    for moment in MOMENTS.values():
-        role = role_arn(f"faults-{fault}-{moment.name}")
-        session = arc.assume_role(base, role, DurationSeconds=900, sts_client_kwargs={"config": STS_CONFIG})
-        requests = proxy.count("AssumeRole")
-        cell = run_moment(session, role, moment, clock.move_to, inject, heal)
-        print(cell.row("STS", fault))
-        check_cell(cell, MATRIX[fault, moment.name], error, role, 2 * TIMEOUT)
-        # one AssumeRole request per fetch: the first, those of the moment, the recovery
-        assert proxy.count("AssumeRole") - requests == 1 + len(cell.attempts) + len(cell.recovered)
+    session = arc.assume_role(base, role, DurationSeconds=900, sts_client_kwargs={"config": STS_CONFIG})
+    yield Source(("STS", fault), role, session, inject, heal, lambda: proxy.count("AssumeRole"), error, 2 * TIMEOUT, 1)
+
+
+def iot_source(request: pytest.FixtureRequest, transport: str, fault: str) -> Iterator[Source]:
+    world: IoTWorld = request.getfixturevalue("iot")
+    world.server.behaviour.lifetime = 900
+    injected, error = IOT_FAULTS[fault]
+    with tcp_fault_proxy("127.0.0.1", world.server.port) as proxy:
+
+        def heal() -> None:
+            world.server.behaviour.mode = "ok"
+            world.server.release.set()  # ends the stand-in's stalls
+            world.server.release = threading.Event()  # for later stalls
+            proxy.fault = None
+
+        world.provider("ec", endpoint=proxy.endpoint, transport=transport)()  # warm up: the first TLS set-up is slow
+        session = world.session("ec", endpoint=proxy.endpoint, timeout=IOT_TIMEOUT[transport], transport=transport)
+        yield Source(("IoT", transport, fault), IOT_SOURCE, session, lambda: injected(world, proxy), heal,
+                     lambda: len(proxy.connections), error, IOT_TIMEOUT[transport], 1 if transport == "ssl" else 2)
+    world.server.release.set()
+
+
+@pytest.fixture
+def source(request: pytest.FixtureRequest, kind: str, fault: str, moment: str) -> Iterator[Source]:
+    if kind == "sts":
+        yield from sts_source(request, fault, moment)
+    else:
+        yield from iot_source(request, kind.removeprefix("iot-"), fault)
+
+
+@pytest.mark.parametrize(("kind", "fault", "moment"), CASES)
+def test_fault_at_each_moment(source: Source, clock: time_machine.Traveller, kind: str, fault: str, moment: str) -> None:
+    requests = source.requests()
+    cell = run_moment(source.session, source.name, MOMENTS[moment], clock.move_to, source.inject, source.heal)
+    print(cell.row(*source.label))
+    check_cell(cell, MATRIX[fault, moment], source.error, source.name, source.timeout)
+    # one request per fetch (the first, those of the moment, the recovery)
+    fetches = 1 + len(cell.attempts) + len(cell.recovered)
+    made = source.requests() - requests
+    assert fetches <= made <= source.most_requests_per_fetch * fetches, (moment, made, fetches)
+
+
+@pytest.fixture
+def base(proxy: FaultProxy) -> boto3.Session:
+    """The parent of every role of an STS-only test (its children share its botocore data loader)."""
+    session = boto3.Session()
+    arc.whoami(arc.assume_role(session, role_arn("warm-up")))  # moto's first AssumeRole is slow
+    return session
 
 
 def stampede(call: Callable[[], Any], threads: int) -> tuple[list[float], list[BaseException]]:

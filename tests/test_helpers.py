@@ -1,4 +1,4 @@
-"""ARN helpers, Lambda session names and whoami."""
+"""ARN helpers, Lambda session names, whoami/get_identity and get_credentials."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import re
 import boto3
 import botocore.exceptions
 import pytest
+import time_machine
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
+from tests.faults import at
 
 
 @pytest.mark.parametrize(
@@ -106,3 +108,30 @@ def test_whoami_is_the_identity_of_that_session(parent: boto3.Session) -> None:
     identity = arc.whoami(child)
     assert identity["Arn"] == "arn:aws:sts::123456789012:assumed-role/A/who"
     assert set(identity) == {"UserId", "Account", "Arn"}
+
+
+# -- credential inspection: get_credentials, get_identity -------------------------------
+
+
+def test_get_credentials_returns_the_current_generation(parent: boto3.Session, clock: time_machine.Traveller) -> None:
+    session = arc.assume_role(parent, role_arn("A"), DurationSeconds=900)
+    current = arc.get_credentials(session)
+    assert set(current) == {"access_key", "secret_key", "token", "expiry_time"}
+    assert current["expiry_time"] == "2026-11-21T12:15:00Z"
+    clock.move_to(at(700))
+    refreshed = arc.get_credentials(session)
+    assert refreshed["access_key"] != current["access_key"] and refreshed["expiry_time"] == "2026-11-21T12:26:40Z"
+    static = arc.get_credentials(parent)
+    assert static["access_key"] == "AKIAPARENTEXAMPLE000" and static["expiry_time"] is None
+
+
+def test_get_identity_is_whoami(parent: boto3.Session) -> None:
+    assert arc.get_identity is arc.whoami
+    assert arc.get_identity(arc.assume_role(parent, role_arn("A"), RoleSessionName="me"))["Arn"].endswith("/A/me")
+
+
+def test_get_credentials_without_credentials(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(botocore.exceptions.NoCredentialsError):
+        arc.get_credentials(boto3.Session())

@@ -16,11 +16,13 @@ import io
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import awscrt.mqtt
 import boto3
 import botocore.exceptions
 import pytest
@@ -30,8 +32,8 @@ from hypothesis import strategies as st
 import assume_role_chain as arc
 import iot_x509
 from tests.conftest import role_arn
-from tests.hardening import RawResponder, closed_port, http_answer
 from tests.iot import iot_standin
+from tests.servers import RawResponder, closed_port, http_answer
 
 GOOD = role_arn("Reader")
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
@@ -85,15 +87,83 @@ def no_network(connections: list[Any]) -> Callable[[], None]:
     return check
 
 
+def assert_names_a_parameter(error: Exception, names: Any) -> None:
+    """The documented error names one of the parameters the caller passed."""
+    message = str(error)
+    assert any(str(name) in message for name in names if name != ""), f"{message!r} names none of {sorted(map(str, names))}"
+
+
+def parameter_names(kwargs: dict[str, Any], role_or_roles: Any) -> set[Any]:
+    """The parameter names a caller used: keyword arguments, the keys of a role's (or each hop's)
+    mapping, and the keys of ``sts_client_kwargs`` and ``additional_kwargs`` (whose problems are
+    reported by key, ``sts_client_kwargs``'s for ``STSClientConfig``).
+    """
+    hops = role_or_roles if isinstance(role_or_roles, list) else [role_or_roles]
+    nested = [kwargs.get("sts_client_kwargs"), kwargs.get("additional_kwargs"), *hops]
+    return {"STSClientConfig", *kwargs, *(key for mapping in nested if isinstance(mapping, dict) for key in mapping)}
+
+
+def assert_ours(session: Any) -> Any:
+    """A plain boto3 Session whose credentials are this library's (nothing fetched yet)."""
+    assert isinstance(session, boto3.Session)
+    credentials = session.get_credentials()
+    assert credentials is not None and credentials.method == "assume-role-chain"
+    return credentials
+
+
+class Stopped(Exception):
+    """Raised by the ``before-send`` hook: the request was recorded and never sent."""
+
+
+def first_assume_role_request(parent: boto3.Session, credentials: Any) -> dict[str, str]:
+    """The form of the AssumeRole request ``credentials`` would send with ``parent``'s credentials (never sent)."""
+    sent: list[dict[str, str]] = []
+
+    def record_and_stop(request: Any, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        sent.append({name: values[0] for name, values in urllib.parse.parse_qs(body, keep_blank_values=True).items()})
+        raise Stopped
+
+    parent.events.register("before-send.sts", record_and_stop)
+    with contextlib.suppress(Exception):  # Stopped, as the library reports it: only the recorded request matters here
+        credentials.get_frozen_credentials()
+    assert len(sent) == 1 and sent[0]["Action"] == "AssumeRole", sent
+    return sent[0]
+
+
+def assert_request_carries(form: dict[str, str], role_arn: str, kwargs: dict[str, Any], overridden: Any = ()) -> None:
+    """The request carries the role and every plain value the caller gave (unless a hop's mapping overrides it)."""
+    assert form["RoleArn"] == role_arn
+    for name in ("RoleSessionName", "ExternalId", "SourceIdentity"):
+        if isinstance(kwargs.get(name), str) and name not in overridden:
+            assert form[name] == kwargs[name], name
+    duration = kwargs.get("DurationSeconds")
+    if "DurationSeconds" not in overridden and "DurationSeconds" not in (kwargs.get("additional_kwargs") or {}):
+        if isinstance(duration, dt.timedelta):
+            assert form["DurationSeconds"] == str(int(duration.total_seconds()))
+        elif isinstance(duration, int) and not isinstance(duration, bool):
+            assert form["DurationSeconds"] == str(duration)
+
+
 # -- arguments of the Python API --------------------------------------------------------------
 
 
 @examples(120)
 @given(role=ROLE, kwargs=ASSUME_ROLE_KWARGS)
-def test_assume_role_with_random_arguments(parent: boto3.Session, no_network: Callable[[], None], role: Any, kwargs: dict[str, Any]) -> None:
-    with contextlib.suppress(PVE):
-        assert isinstance(arc.assume_role(parent, role, **kwargs), boto3.Session)
+@example(role=GOOD, kwargs={"RoleSessionName": "property", "ExternalId": "partner-42", "DurationSeconds": dt.timedelta(hours=1)})
+def test_assume_role_with_random_arguments(aws_env: str, no_network: Callable[[], None], role: Any, kwargs: dict[str, Any]) -> None:
+    parent = boto3.Session()
+    try:
+        session = arc.assume_role(parent, role, **kwargs)
+    except PVE as error:
+        no_network()
+        assert_names_a_parameter(error, {"RoleArn", *parameter_names(kwargs, role)})
+        return
+    credentials = assert_ours(session)
     no_network()
+    if "SerialNumber" not in kwargs:  # an MFA code would be asked for
+        overridden = set(role) if isinstance(role, dict) else set()
+        assert_request_carries(first_assume_role_request(parent, credentials), GOOD, kwargs, overridden)
 
 
 HOPS = st.lists(st.one_of(st.just(GOOD), ANYTHING, st.fixed_dictionaries({"RoleArn": st.just(GOOD)},
@@ -103,10 +173,20 @@ HOPS = st.lists(st.one_of(st.just(GOOD), ANYTHING, st.fixed_dictionaries({"RoleA
 @examples(100)
 @given(roles=HOPS | ANYTHING, kwargs=ASSUME_ROLE_KWARGS)
 @example(roles=[{"RoleArn": GOOD, "Bogus": 1}], kwargs={})
-def test_assume_role_chain_with_random_arguments(parent: boto3.Session, no_network: Callable[[], None], roles: Any, kwargs: dict[str, Any]) -> None:
-    with contextlib.suppress(PVE):
-        assert isinstance(arc.assume_role_chain(parent, roles, **kwargs), boto3.Session)
+@example(roles=[GOOD], kwargs={"RoleSessionName": "chain-hop", "SourceIdentity": "alice", "DurationSeconds": 1800})
+def test_assume_role_chain_with_random_arguments(aws_env: str, no_network: Callable[[], None], roles: Any, kwargs: dict[str, Any]) -> None:
+    parent = boto3.Session()
+    try:
+        session = arc.assume_role_chain(parent, roles, **kwargs)
+    except PVE as error:
+        no_network()
+        assert_names_a_parameter(error, {"roles", "RoleArn", *parameter_names(kwargs, roles)})
+        return
+    credentials = assert_ours(session)
     no_network()
+    if "SerialNumber" not in kwargs and len(roles) == 1:  # later hops fetch the first one first: only one request to stop
+        hop = roles[0]
+        assert_request_carries(first_assume_role_request(parent, credentials), GOOD, kwargs, set(hop) if isinstance(hop, dict) else set())
 
 
 def fetch() -> dict[str, Any]:
@@ -120,9 +200,18 @@ def fetch() -> dict[str, Any]:
     "advisory_timeout": st.floats(0, 1000) | ANYTHING, "mandatory_timeout": st.floats(0, 700) | ANYTHING,
 }))
 def test_refreshable_session_with_random_arguments(aws_env: str, no_network: Callable[[], None], fetcher: Any, kwargs: dict[str, Any]) -> None:
-    with contextlib.suppress(PVE):
-        assert isinstance(arc.refreshable_session(fetcher, **kwargs), boto3.Session)
+    try:
+        session = arc.refreshable_session(fetcher, **kwargs)
+    except PVE as error:
+        no_network()
+        assert_names_a_parameter(error, {"fetch", *kwargs})
+        return
+    credentials = assert_ours(session)
     no_network()
+    assert fetcher is fetch  # nothing else is callable
+    assert credentials.get_frozen_credentials().access_key == "ASIAEXAMPLE"
+    if isinstance(kwargs.get("region_name"), str):
+        assert session.region_name == kwargs["region_name"]
 
 
 @examples(120)
@@ -133,7 +222,10 @@ def test_typed_configs_with_random_values(values: Any, sts: Any) -> None:
     for make, value in ((arc.AssumeRoleConfig, values), (arc.STSClientConfig, sts)):
         try:
             config = make(value)
-        except PVE:
+        except PVE as error:
+            required = ["RoleArn"] if make is arc.AssumeRoleConfig else []  # a missing RoleArn is named too
+            names = [make.__name__, *required, *(value if isinstance(value, dict) else ())]
+            assert_names_a_parameter(error, names)
             continue
         assert dict(config) == ({k: v for k, v in value.items() if v is not None} if value else {})
 
@@ -173,18 +265,33 @@ ENDPOINTS = st.sampled_from(["c2abc.credentials.iot.eu-west-1.amazonaws.com", "l
 def test_iot_session_with_random_arguments(device: Device, no_network: Callable[[], None], kwargs: dict[str, Any]) -> None:
     kwargs.setdefault("role_alias", "device-role")
     kwargs.setdefault("endpoint", "c2abc.credentials.iot.eu-west-1.amazonaws.com")
-    with contextlib.suppress(iot_x509.IoTConfigError):
-        assert isinstance(iot_x509.iot_session(device.cert, device.key, **kwargs), boto3.Session)
+    try:
+        session = iot_x509.iot_session(device.cert, device.key, **kwargs)
+    except iot_x509.IoTConfigError as error:
+        no_network()
+        assert_names_a_parameter(error, kwargs)
+        return
+    assert_ours(session)
     no_network()
+    if isinstance(kwargs.get("region_name"), str):
+        assert session.region_name == kwargs["region_name"]
 
 
 @examples(80)
 @given(endpoint=st.just("a1-ats.iot.eu-west-1.amazonaws.com") | ENDPOINTS, client_id=st.just("thing") | TEXTISH,
        port=st.sampled_from([8883, 443]) | st.integers(-5, 70000) | ANYTHING)
 def test_mqtt_connection_with_random_arguments(device: Device, no_network: Callable[[], None], endpoint: Any, client_id: Any, port: Any) -> None:
-    with contextlib.suppress(iot_x509.IoTConfigError):
-        assert iot_x509.mqtt_connection(endpoint, client_id, device.cert, device.key, port=port) is not None
+    try:
+        connection = iot_x509.mqtt_connection(endpoint, client_id, device.cert, device.key, port=port)
+    except iot_x509.IoTConfigError as error:
+        no_network()
+        assert_names_a_parameter(error, {"endpoint", "client_id", "port"})
+        return
     no_network()
+    assert isinstance(connection, awscrt.mqtt.Connection)
+    assert connection.client_id == client_id and endpoint.startswith(connection.host_name)
+    if ":" not in endpoint:
+        assert connection.port == port
 
 
 # -- command lines ----------------------------------------------------------------------------
@@ -249,12 +356,14 @@ def test_iot_command_line_with_random_arguments(device: Device, tmp_path_factory
 # -- cache files with random content -----------------------------------------------------------
 
 KEY = "property-entry"
+TIME_TEXTS = ["2030-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 FRESH = {"AccessKeyId": "ASIAFROMFETCH0000000", "SecretAccessKey": "fetched", "SessionToken": "fetched"}
 CACHE_DOCS = st.one_of(
     st.binary(max_size=3000),
     JSON.map(lambda value: json.dumps(value).encode()),
     st.fixed_dictionaries({"Key": st.just(KEY)}, optional={
-        name: JSON | st.sampled_from(["ASIAEXAMPLE", "2030-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+        # The secrets never take a time value: a secret equal to the expiry would be a false leak in the DEBUG log.
+        name: JSON | st.sampled_from(["ASIAEXAMPLE", *([] if "Secret" in name or "Token" in name else TIME_TEXTS)])
         for name in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "Issued", "AccountId")
     }).map(lambda value: json.dumps(value).encode()),
 )
@@ -272,18 +381,20 @@ def test_random_bytes_in_a_cache_file_never_raise(tmp_path_factory: pytest.TempP
     path.write_bytes(content)
     os.chmod(path, 0o600)
     try:
-        value = cache[KEY]
+        value: dict[str, Any] | None = cache[KEY]
         assert isinstance(value, dict)
     except KeyError:
-        pass
-    assert isinstance(KEY in cache, bool) and KEY in [*list(cache), KEY] and len(cache) in (1, 2)
-    assert cache.get(KEY, None) is None or isinstance(cache.get(KEY), dict)
+        value = None
+    assert (KEY in cache) is (value is not None)
+    assert cache.get(KEY) == value
+    assert "other" in list(cache) and len(cache) == len(list(cache)) and cache["other"] == {"AccessKeyId": "A"}
 
     def fresh() -> dict[str, Any]:
         return {**FRESH, "Expiration": dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)}
 
     session = arc.refreshable_session(fresh, cache=cache, cache_key=KEY)
-    assert session.get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
+    served = session.get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
+    assert served in (FRESH["AccessKeyId"], (value or {}).get("AccessKeyId")), served
 
 
 OFFSETS: st.SearchStrategy[Any] = st.none() | st.builds(dt.timezone, st.timedeltas(-dt.timedelta(hours=23), dt.timedelta(hours=23)))
@@ -301,8 +412,13 @@ def test_random_credentials_from_a_fetch_give_credentials_or_invalid_credentials
     names = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration") if shape == "sts" else ("access_key", "secret_key", "token", "expiry_time")
     data = {**dict(zip(names, ("ASIAEXAMPLE", "secret-value", "token-value", expiry), strict=True)), **extra}
     session = arc.refreshable_session(lambda: data)
-    with contextlib.suppress(arc.InvalidCredentialsError):
-        assert session.get_credentials().get_frozen_credentials().access_key == "ASIAEXAMPLE"  # type: ignore[union-attr]
+    try:
+        frozen = session.get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+    except arc.InvalidCredentialsError as error:
+        assert_names_a_parameter(error, {*names, *extra, "Expiration"})  # both shapes' expiry is reported as Expiration
+        return
+    assert frozen.access_key == "ASIAEXAMPLE"
+    assert frozen.secret_key == data[names[1]] and frozen.token == data[names[2]]
 
 
 # -- a hostile IoT credentials provider ----------------------------------------------------
@@ -358,9 +474,12 @@ def fetch_from(hostile: RawResponder, provider: iot_x509.IoTCredentialsProvider,
     hostile.answer = answer
     try:
         credentials = provider()
-    except iot_x509.IoTError:
+    except iot_x509.IoTError as error:  # any other exception fails the test
+        assert str(error)
         return
     assert set(credentials) == {"AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
+    assert all(isinstance(credentials[name], str) and credentials[name] for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"))
+    assert isinstance(credentials["Expiration"], dt.datetime) and credentials["Expiration"].tzinfo is not None
 
 
 GOOD_ANSWER = http_answer(200, [(b"Content-Length", b"%d" % len(body := json.dumps({"credentials": {
@@ -395,5 +514,9 @@ def test_hostile_iot_answers_through_a_session_give_only_iot_errors(hostile: Raw
     hostile.answer = answer
     session = iot_x509.iot_session(device.cert, device.key, "device-role", endpoint=hostile.endpoint,
                                    ca=device.pki.server_ca_pem, timeout=3, region_name="eu-west-1")
-    with contextlib.suppress(iot_x509.IoTError):
-        session.get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+    try:
+        frozen = session.get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+    except iot_x509.IoTError as error:  # any other exception fails the test
+        assert str(error)
+        return
+    assert all(isinstance(value, str) and value for value in (frozen.access_key, frozen.secret_key, frozen.token))

@@ -8,7 +8,7 @@ exceptions they chain, reprs of sessions, credentials objects, configs,
 caches, events and providers, and the stderr of both command lines run as
 real processes. Then no secret the test handled may appear in any of it.
 
-The last tests check the session-wide plugin (``tests/hardening.py``) that
+The last tests check the session-wide plugin (``tests/hygiene_plugin.py``) that
 applies the same check to the whole suite.
 """
 
@@ -33,18 +33,9 @@ import pytest
 import assume_role_chain as arc
 import iot_x509
 from tests.conftest import role_arn
-from tests.hardening import (
-    Emissions,
-    RawResponder,
-    RefusingSTS,
-    Secrets,
-    assert_no_leaks,
-    captured,
-    closed_port,
-    http_answer,
-    require,
-)
+from tests.hygiene_plugin import Emissions, Secrets, assert_no_leaks, captured
 from tests.iot import iot_standin
+from tests.servers import RawResponder, RefusingSTS, closed_port, http_answer, require
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = role_arn("Hygiene")
@@ -536,7 +527,7 @@ def test_clean():
 def test_the_plugin_fails_a_test_session_that_leaks(tmp_path: Path) -> None:
     (tmp_path / "test_leaky.py").write_text(LEAKY_SUITE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.hardening", "-p", "no:cacheprovider", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.hygiene_plugin", "-p", "no:cacheprovider", str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     output = result.stdout + result.stderr

@@ -263,3 +263,37 @@ def test_tags_of_the_wrong_shape_name_the_tag(parent: boto3.Session, connections
     with pytest.raises(botocore.exceptions.ParamValidationError, match=r"Tags\[0\]"):
         arc.assume_role(parent, GOOD, Tags=tags)
     assert connections == []
+
+
+# -- typed configs and refresh windows -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"RoleArn": role_arn("A"), "Unknown": 1}, "Unknown"),
+        ({"RoleArn": role_arn("A"), "TokenCode": "12345"}, "TokenCode"),
+        ({"RoleArn": role_arn("A"), "DurationSeconds": 100}, "DurationSeconds"),
+        ({"RoleArn": "arn:aws:s3:::bucket"}, "RoleArn"),
+        ({"DurationSeconds": 900}, "RoleArn"),
+        ({"RoleArn": role_arn("A"), "Tags": "x"}, "Tags"),
+    ],
+)
+def test_assume_role_config_validates_at_construction(kwargs: dict[str, Any], param: str) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+        arc.AssumeRoleConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"advisory_timeout": -1}, "advisory_timeout"),
+        ({"mandatory_timeout": "60"}, "mandatory_timeout"),
+        ({"advisory_timeout": 60, "mandatory_timeout": 120}, "mandatory_timeout"),
+        ({"advisory_timeout": 4000, "DurationSeconds": 3600}, "advisory_timeout"),
+        ({"defer_refresh": True, "eager": True}, "defer_refresh"),
+    ],
+)
+def test_nonsensical_windows_are_rejected(parent: boto3.Session, kwargs: dict[str, Any], param: str) -> None:
+    with pytest.raises(botocore.exceptions.ParamValidationError, match=param):
+        arc.assume_role(parent, role_arn("A"), **kwargs)

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.hardening import RawResponder, http_answer
+from tests.servers import RawResponder, http_answer
 
 from .conftest import Broker
 from .iot_standin import IoTWorld

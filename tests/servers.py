@@ -1,0 +1,157 @@
+"""Local peers for the tests: a raw mutual-TLS responder that sends whatever bytes a
+test wants (hostile IoT credentials-provider answers), an STS endpoint that
+refuses every request, a closed port, and running code as another user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+# ---------------------------------------------------------------------------
+# Servers: a hostile IoT credentials provider, an STS that refuses everything
+# ---------------------------------------------------------------------------
+
+
+class RawResponder:
+    """Mutual-TLS server on 127.0.0.1: reads one request head, sends ``answer`` verbatim, closes.
+
+    ``stall`` makes it send nothing until :meth:`stop` (or 10 s).
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.answer = b""
+        self.stall = False
+        self._stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"localhost:{self.sock.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw: socket.socket) -> None:
+        raw.settimeout(10)
+        try:
+            with contextlib.suppress(OSError, ValueError), self.context.wrap_socket(raw, server_side=True) as tls:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                if self.stall:
+                    self._stop.wait(10)
+                    return
+                tls.sendall(self.answer)
+                tls.settimeout(2)
+                tls.unwrap()  # close_notify, as a well-behaved server would
+        finally:
+            raw.close()
+
+
+def http_answer(status: int | bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    status_line = status if isinstance(status, bytes) else f"HTTP/1.1 {status} X".encode()
+    return status_line + b"\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
+
+
+class RefusingSTS:
+    """An HTTP endpoint answering every request with an STS ``AccessDenied`` error."""
+
+    BODY = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRole</Message></Error>"
+            b"<RequestId>refused</RequestId></ErrorResponse>")
+
+    def __init__(self) -> None:
+        body = self.BODY
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(403)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------
+# Other users
+# ---------------------------------------------------------------------------
+
+OTHER_UID = 4242
+
+
+def require(available: bool, what: str) -> None:
+    """Skip with a reason on a laptop; fail in CI (CI=true), like tests/iot/conftest.py."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI (CI=true)", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def as_other_user(action: Callable[[], None], cwd: str | os.PathLike[str]) -> None:
+    """Run ``action`` in a forked child with uid and gid :data:`OTHER_UID` (needs root).
+
+    The child starts in ``cwd``: use relative paths (the other user may not
+    search the folders above it).
+    """
+    require(hasattr(os, "geteuid") and os.geteuid() == 0, "root (to create files as another user)")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            os.chdir(cwd)
+            os.setgid(OTHER_UID)
+            os.setuid(OTHER_UID)
+            os.umask(0o077)
+            action()
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the action as another user failed"
