@@ -11,9 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +30,7 @@ import time_machine
 import assume_role_chain as arc
 import iot_x509
 from tests.conftest import role_arn
+from tests.faults import FaultProxy
 from tests.fleet import ROOT, RedisServer, Relay, make_store, run_fleet
 
 KEY = bytes(range(32))
@@ -227,23 +226,25 @@ FETCHER = textwrap.dedent("""
 """)
 
 
-def test_a_process_killed_while_fetching_costs_others_at_most_lock_timeout(fleet_spec: dict[str, Any], sts_calls: Callable[[], int]) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as black_hole:  # accepts, never answers
-        env = {**os.environ, "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{black_hole.getsockname()[1]}"}
-        fetcher = subprocess.Popen([sys.executable, "-c", FETCHER, json.dumps({**fleet_spec, "lock_timeout": 1.0}), role_arn("A")],
-                                   cwd=ROOT, env=env, stderr=subprocess.PIPE)
-        try:
-            for _ in range(600):
-                if lock_is_held(fleet_spec) or fetcher.poll() is not None:
-                    break
-                time.sleep(0.05)
-            assert lock_is_held(fleet_spec), "the fetcher never took the lock"
-        finally:
-            fetcher.kill()
-            fetcher.communicate(timeout=10)
+def test_a_process_killed_while_fetching_costs_others_at_most_lock_timeout(
+    fleet_spec: dict[str, Any], proxy: FaultProxy, sts_calls: Callable[[], int]
+) -> None:
+    proxy.fault = ("stall", 60)  # the fetcher's AssumeRole never comes back
+    fetcher = subprocess.Popen([sys.executable, "-c", FETCHER, json.dumps({**fleet_spec, "lock_timeout": 1.0}), role_arn("A")],
+                               cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            if proxy.count("AssumeRole") or fetcher.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert proxy.count("AssumeRole") == 1 and lock_is_held(fleet_spec), "the fetcher never fetched under the lock"
+    finally:
+        fetcher.kill()
+        fetcher.communicate(timeout=10)
+    proxy.fault = None
     session = arc.assume_role(boto3.Session(), role_arn("A"), cache=make_store({**fleet_spec, "lock_timeout": 5.0}))
     session.client("s3").list_buckets()  # no error: the dead fetcher's lease ran out
-    assert sts_calls() == 1
+    assert sts_calls() == 1 and proxy.count("AssumeRole") == 2
     assert not lock_is_held(fleet_spec)  # released
 
 
