@@ -95,6 +95,8 @@ class Relay:
 
     def down(self) -> None:
         if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
             self._listener.close()
             self._listener = None
         with self._lock:
