@@ -23,10 +23,11 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 
-# System packages for the IoT tests (PKCS#11 and MQTT).
+# System packages for the IoT tests (PKCS#11 and MQTT) and the fleet-cache tests (Redis).
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)  # fleet-cache tests
 command -v mosquitto >/dev/null 2>&1 && [ -x "$(command -v mosquitto)" ] || { [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto); }
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
