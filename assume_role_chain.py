@@ -1242,7 +1242,8 @@ def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: E
     """Go on without a cache that raised: one warning per cache object and error type.
 
     The warning names the cache's type and the error's type only: a user's
-    cache may quote the entry, secrets included, in its messages.
+    cache may quote the entry, secrets included, in its messages. The caches
+    of this module report their own failures (a fleet store once per outage).
     """
     if isinstance(error, _StoreUnavailable) or (isinstance(cache, JSONFileCache) and isinstance(error, OSError)):
         logger.debug("%r could not %s; going on without it", cache, action)  # it has warned, naming why
@@ -1302,8 +1303,8 @@ class _FleetCache(MutableMapping[str, JSONDict]):
     """
 
     def __init__(self, *, encryption_key: bytes | None, lock_timeout: float, operation_timeout: float) -> None:
-        self.lock_timeout = float(lock_timeout)
-        self.operation_timeout = float(operation_timeout)
+        self.lock_timeout: float = float(lock_timeout)
+        self.operation_timeout: float = float(operation_timeout)
         self._aead = None if encryption_key is None else _aes_gcm(bytes(encryption_key))
         self._down = False
         self._state_lock = threading.Lock()

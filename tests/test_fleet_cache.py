@@ -286,7 +286,7 @@ def test_the_stores_are_accepted_by_every_entry_point(fleet_spec: dict[str, Any]
     store = make_store(fleet_spec)
     hop = arc.assume_role(boto3.Session(), role_arn("A"), cache=store)
     chain = arc.assume_role_chain(boto3.Session(), [role_arn("A"), role_arn("B")], cache=store)
-    assert arc.whoami(hop)["Arn"].endswith(":assumed-role/A/" + arc.whoami(hop)["Arn"].split("/")[-1])
+    assert ":assumed-role/A/" in arc.whoami(hop)["Arn"]
     assert ":assumed-role/B/" in arc.whoami(chain)["Arn"]
     assert sts_calls() == 2  # the chain's first hop came from the store
     fetches: list[int] = []
