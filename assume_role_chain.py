@@ -12,17 +12,18 @@ it works with nothing but the standard library, boto3 and botocore.
 Where to look:
 
 * The public API (``assume_role``, ``assume_role_chain``,
-  ``refreshable_session``, ``patch_boto3``) is section 10; cached clients 11;
-  helpers (ARNs, Lambda session names, ``whoami``, ``get_credentials``) 12;
-  the command line 13.
+  ``refreshable_session``, ``patch_boto3``) is section 11; cached clients 12;
+  helpers (ARNs, Lambda session names, ``whoami``, ``get_credentials``) 13;
+  the command line 14.
 * How credentials refresh is three layers, in call order:
   the *botocore shell* (section 6: botocore's hook, the thread lock, events,
   fork handling) asks the pure *refresh policy* (section 3: windows, the
   use/refresh/wait/fail decision, backoff) what to do, and gets new
   credentials from the *cached source* (section 4: key, read, lock, read
   again, fetch, write), which alone talks to a store through the
-  ``CredentialStore`` protocol. Stores: the JSON file cache (section 7) and
-  any dict-like object (adapted).
+  ``CredentialStore`` protocol. Stores: the JSON file cache (section 7), the
+  fleet caches on Redis/Valkey and DynamoDB (section 8) and any dict-like
+  object (adapted).
 * Every private botocore attribute we rely on is used in section 5, "the
   botocore contract", and nowhere else.
 
@@ -35,16 +36,18 @@ Sections, in reading order:
 5. The botocore contract
 6. The botocore shell
 7. The JSON file cache
-8. Building child sessions
-9. Credential sources (AssumeRole, MFA codes, custom functions)
-10. Public API
-11. Cached clients
-12. Helpers (ARNs, Lambda session names, whoami)
-13. Command line
+8. Fleet caches: Redis/Valkey and DynamoDB
+9. Building child sessions
+10. Credential sources (AssumeRole, MFA codes, custom functions)
+11. Public API
+12. Cached clients
+13. Helpers (ARNs, Lambda session names, whoami)
+14. Command line
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -104,9 +107,11 @@ __all__ = [
     "ClientCache",
     "CredentialStore",
     "DurationClampedWarning",
+    "DynamoDBCache",
     "InvalidCredentialsError",
     "JSONFileCache",
     "MFATokenError",
+    "RedisCache",
     "RefreshEvent",
     "RefreshWindowWarning",
     "RefreshWindows",
@@ -857,11 +862,12 @@ def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: E
     """Go on without a cache that raised: one warning per cache object and error type.
 
     The warning names the cache's type and the error's type only: a user's
-    cache may quote the entry, secrets included, in its messages.
+    cache may quote the entry, secrets included, in its messages. The caches
+    of this module report their own failures (a fleet store once per outage).
     """
     if isinstance(cache, _MappingStore):
         cache = cache.mapping
-    if isinstance(cache, JSONFileCache) and isinstance(error, OSError):
+    if isinstance(error, _StoreUnavailable) or (isinstance(cache, JSONFileCache) and isinstance(error, OSError)):
         logger.debug("%r could not %s; going on without it", cache, action)  # it has warned, naming why
         return
     warned = (id(cache), type(error).__name__)
@@ -1695,7 +1701,463 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------
-# 8. Building child sessions
+# 8. Fleet caches: Redis/Valkey and DynamoDB
+# ---------------------------------------------------------------------------
+
+_POLL_FIRST = 0.02
+_POLL_CAP = 0.25
+_SEAL_CONTEXT = b"assume-role-chain fleet entry v1\x00"
+_REDIS_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_DYNAMODB_TTL_ATTRIBUTE = "expires_at"
+_TABLE_NAME_RE = _LazyPattern(r"[A-Za-z0-9_.-]{3,255}")
+
+
+class _StoreUnavailable(ConnectionError):
+    """A fleet store failed to answer; it has logged the outage (one warning per outage)."""
+
+
+def _check_fleet_options(problems: _Problems, encryption_key: Any, lock_timeout: Any, operation_timeout: Any) -> None:
+    if encryption_key is not None:
+        if not isinstance(encryption_key, (bytes, bytearray, memoryview)):
+            problems.add("encryption_key", f"must be None or 32 bytes, not {type(encryption_key).__name__}")
+        elif len(bytes(encryption_key)) != 32:
+            problems.add("encryption_key", f"must be 32 bytes (AES-256, e.g. secrets.token_bytes(32)), got {len(bytes(encryption_key))}")
+    for name, value in (("lock_timeout", lock_timeout), ("operation_timeout", operation_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            problems.add(name, f"must be a positive number of seconds, not {value!r}")
+
+
+def _aes_gcm(key: bytes) -> Any:
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError as error:
+        raise ImportError("encryption_key needs the 'cryptography' package: pip install 'assume-role-chain[fleet]'") from error
+    return AESGCM(key)
+
+
+class _FleetCache(MutableMapping[str, JSONDict]):
+    """What :class:`RedisCache` and :class:`DynamoDBCache` share.
+
+    Entries are stored as an envelope ``{"Key", "ExpiresAt", "Entry" | "Sealed"}``
+    under the SHA-256 of their key; the store drops them at ``ExpiresAt`` (the
+    credentials' expiry) and readers check it too. With an encryption key the
+    entry is sealed with AES-256-GCM, the key and expiry being associated data.
+    Each subclass provides the six store operations below.
+    """
+
+    def __init__(self, *, encryption_key: bytes | None, lock_timeout: float, operation_timeout: float) -> None:
+        self.lock_timeout: float = float(lock_timeout)
+        self.operation_timeout: float = float(operation_timeout)
+        self._aead = None if encryption_key is None else _aes_gcm(bytes(encryption_key))
+        self._down = False
+        self._state_lock = threading.Lock()
+        self._warned: set[str] = set()
+
+    # -- store operations (subclasses) -------------------------------------------
+
+    def _load(self, entry_id: str) -> str | None:
+        raise NotImplementedError
+
+    def _save(self, entry_id: str, text: str, expires_at: float) -> None:
+        raise NotImplementedError
+
+    def _remove(self, entry_id: str) -> bool:
+        raise NotImplementedError
+
+    def _scan(self) -> Iterator[tuple[str, str]]:
+        """``(entry id, stored text)`` of every entry."""
+        raise NotImplementedError
+
+    def _try_lock(self, entry_id: str, token: str, lease: float) -> bool:
+        raise NotImplementedError
+
+    def _unlock(self, entry_id: str, token: str) -> None:
+        raise NotImplementedError
+
+    # -- outages -----------------------------------------------------------------
+
+    def _call(self, action: str, operation: Callable[..., Any], *args: Any) -> Any:
+        """Run one store operation; a failure is an outage (one warning each) raised as ConnectionError."""
+        try:
+            result = operation(*args)
+        except Exception as error:
+            with self._state_lock:
+                starting, self._down = not self._down, True
+            reason = f"{type(error).__name__}: {str(error)[:200]}"
+            if starting:
+                logger.warning("credential store %r failed to %s (%s); going on without it until it answers again", self, action, reason)
+            else:
+                logger.debug("credential store %r still failing (%s)", self, reason)
+            raise _StoreUnavailable(f"{self!r} failed to {action} ({type(error).__name__})") from error
+        if self._down:
+            with self._state_lock:
+                recovered, self._down = self._down, False
+            if recovered:
+                logger.info("credential store %r answers again", self)
+        return result
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
+
+    # -- envelopes ---------------------------------------------------------------
+
+    @staticmethod
+    def _entry_id(key: str) -> str:
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    @staticmethod
+    def _associated_data(key: str, expires_ms: int) -> bytes:
+        return _SEAL_CONTEXT + json.dumps([key, expires_ms]).encode()
+
+    def _seal(self, key: str, entry: JSONDict, expires_ms: int) -> str:
+        envelope: JSONDict = {"Key": key, "ExpiresAt": expires_ms}
+        if self._aead is None:
+            envelope["Entry"] = entry
+        else:
+            nonce = os.urandom(12)
+            sealed = self._aead.encrypt(nonce, json.dumps(entry).encode(), self._associated_data(key, expires_ms))
+            envelope["Sealed"] = base64.b64encode(nonce + sealed).decode("ascii")
+        return json.dumps(envelope, sort_keys=True)
+
+    def _open(self, key: str, text: str) -> JSONDict | None:
+        """The entry stored for ``key``, or ``None`` if it has expired or does not open (warned once)."""
+        try:
+            envelope = json.loads(text)
+            expires_ms = envelope["ExpiresAt"]
+            if envelope["Key"] != key or not isinstance(expires_ms, int):
+                raise ValueError("not this key's envelope")
+        except (ValueError, TypeError, KeyError, RecursionError):
+            self._warn_once(f"credential store {self!r} holds an unreadable entry: treated as a miss")
+            return None
+        if expires_ms <= time.time() * 1000:
+            return None
+        entry = self._unseal(key, envelope, expires_ms)
+        if not isinstance(entry, dict):
+            return None
+        return entry
+
+    def _unseal(self, key: str, envelope: JSONDict, expires_ms: int) -> Any:
+        if self._aead is None:
+            if "Entry" not in envelope:
+                self._warn_once(f"credential store {self!r} holds encrypted entries but has no encryption_key: treated as misses")
+            return envelope.get("Entry")
+        try:
+            raw = base64.b64decode(envelope["Sealed"], validate=True)
+            opened = self._aead.decrypt(raw[:12], raw[12:], self._associated_data(key, expires_ms))
+            return json.loads(opened)
+        except Exception:  # tampered, another key, moved, garbage: all the same to the caller
+            self._warn_once(f"credential store {self!r} holds an entry that does not open with this encryption_key: treated as a miss")
+            return None
+
+    # -- mapping -----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> JSONDict:
+        text = self._call("read", self._load, self._entry_id(key))
+        entry = None if text is None else self._open(key, text)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def __setitem__(self, key: str, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping) or "Expiration" not in value:
+            raise TypeError("fleet cache entries are mappings with an Expiration (they expire in the store)")
+        entry = {name: _jsonable(item) for name, item in value.items()}
+        expires_ms = math.floor(_to_utc(value["Expiration"]).timestamp() * 1000)
+        entry_id = self._entry_id(key)
+        if expires_ms <= time.time() * 1000:
+            self._call("delete", self._remove, entry_id)  # nothing to keep
+            return
+        self._call("write", self._save, entry_id, self._seal(key, entry, expires_ms), expires_ms / 1000)
+
+    def __delitem__(self, key: str) -> None:
+        if not self._call("delete", self._remove, self._entry_id(key)):
+            raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        for entry_id, text in self._call("list", lambda: list(self._scan())):
+            with contextlib.suppress(ValueError, TypeError, RecursionError):
+                key = json.loads(text).get("Key")
+                if isinstance(key, str) and self._entry_id(key) == entry_id and self._open(key, text) is not None:
+                    yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    # -- locking -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[bool]:
+        """Hold the per-entry lock of the whole fleet; yields whether it was acquired.
+
+        The lock carries a random owner token and a lease of ``lock_timeout``
+        seconds: a holder that dies blocks the others at most that long, and
+        release deletes the lock only while it is still ours. Waiters poll with
+        jitter and give up (with a warning) after ``lock_timeout``.
+        """
+        entry_id = self._entry_id(key)
+        token = secrets.token_hex(16)
+        acquired = self._acquire(entry_id, token)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with contextlib.suppress(_StoreUnavailable):  # the lease ends it anyway
+                    self._call("unlock", self._unlock, entry_id, token)
+
+    def _acquire(self, entry_id: str, token: str) -> bool:
+        deadline = time.monotonic() + self.lock_timeout
+        pause = _POLL_FIRST
+        while not self._call("lock", self._try_lock, entry_id, token, self.lock_timeout):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                logger.warning("credential store lock for an entry in %r not acquired within %.0f s; going on without it", self, self.lock_timeout)
+                return False
+            time.sleep(min(left, random.uniform(pause / 2, pause)))
+            pause = min(pause * 1.5, _POLL_CAP)
+        return True
+
+
+class RedisCache(_FleetCache):
+    """A credential cache shared by a fleet, on Redis or Valkey (``redis-py`` client).
+
+    ``client`` is a ``redis.Redis`` (or ``valkey.Valkey``) you made; its own
+    ``socket_timeout``, ``socket_connect_timeout`` and ``retry`` settings bound
+    each operation. :meth:`from_url` makes one whose settings follow
+    ``operation_timeout``. Entries live under ``prefix + "entry:" + sha256(key)``
+    with a TTL at the credentials' expiry; locks under ``prefix + "lock:" + ...``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "assume-role-chain:",
+        encryption_key: bytes | None = None,
+        lock_timeout: float = 30.0,
+        operation_timeout: float = 1.0,
+    ) -> None:
+        problems = _Problems()
+        if not all(callable(getattr(client, name, None)) for name in ("get", "set", "delete", "eval", "scan_iter")):
+            problems.add("client", f"must be a redis.Redis or valkey.Valkey client, not {type(client).__name__}")
+        if not isinstance(prefix, str) or not prefix:
+            problems.add("prefix", "must be a non-empty string")
+        _check_fleet_options(problems, encryption_key, lock_timeout, operation_timeout)
+        problems.raise_if_any()
+        super().__init__(encryption_key=encryption_key, lock_timeout=lock_timeout, operation_timeout=operation_timeout)
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "assume-role-chain:",
+        encryption_key: bytes | None = None,
+        lock_timeout: float = 30.0,
+        operation_timeout: float = 1.0,
+    ) -> RedisCache:
+        """Connect to ``redis://``, ``rediss://`` or ``unix://`` ``url`` (needs the ``redis`` package).
+
+        The client's socket and connect timeouts are ``operation_timeout`` and it
+        does not retry: an unreachable store costs at most that long per operation.
+        """
+        problems = _Problems()
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            problems.add("url", "must be a redis://, rediss:// or unix:// URL")
+        _check_fleet_options(problems, encryption_key, lock_timeout, operation_timeout)
+        problems.raise_if_any()
+        try:
+            import redis
+            import redis.backoff
+            import redis.retry
+        except ImportError as error:
+            raise ImportError("RedisCache.from_url needs the 'redis' package: pip install 'assume-role-chain[fleet]'") from error
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=operation_timeout,
+            socket_connect_timeout=operation_timeout,
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        )
+        return cls(client, prefix=prefix, encryption_key=encryption_key, lock_timeout=lock_timeout, operation_timeout=operation_timeout)
+
+    def __repr__(self) -> str:
+        settings = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", None) or {}
+        where = settings.get("path") or f"{settings.get('host', '?')}:{settings.get('port', '?')}/{settings.get('db', 0)}"
+        return f"RedisCache({where}, prefix={self.prefix!r}{', encrypted' if self._aead is not None else ''})"
+
+    def _key(self, kind: Literal["entry", "lock"], entry_id: str) -> str:
+        return f"{self.prefix}{kind}:{entry_id}"
+
+    def _load(self, entry_id: str) -> str | None:
+        value = self.client.get(self._key("entry", entry_id))
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+    def _save(self, entry_id: str, text: str, expires_at: float) -> None:
+        self.client.set(self._key("entry", entry_id), text, pxat=math.floor(expires_at * 1000))
+
+    def _remove(self, entry_id: str) -> bool:
+        return bool(self.client.delete(self._key("entry", entry_id)))
+
+    def _scan(self) -> Iterator[tuple[str, str]]:
+        start = self._key("entry", "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", start) + "*"
+        for name in self.client.scan_iter(match=pattern, count=200):
+            name = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+            text = self._load(name[len(start):])
+            if text is not None:
+                yield name[len(start):], text
+
+    def _try_lock(self, entry_id: str, token: str, lease: float) -> bool:
+        return bool(self.client.set(self._key("lock", entry_id), token, nx=True, px=max(1, math.ceil(lease * 1000))))
+
+    def _unlock(self, entry_id: str, token: str) -> None:
+        self.client.eval(_REDIS_RELEASE, 1, self._key("lock", entry_id), token)
+
+
+class DynamoDBCache(_FleetCache):
+    """A credential cache shared by a fleet, in a DynamoDB table (see :meth:`create_table`).
+
+    The table has a string partition key ``pk`` and the time-to-live attribute
+    ``expires_at``. Entries are items ``{pk: sha256(key), entry, expires_at}``;
+    locks are items ``{pk: "lock#" + sha256(key), lock_owner, lease_until}``.
+    The client's connect and read timeouts are ``operation_timeout`` and it
+    makes at most two attempts.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        session: boto3.Session | None = None,
+        encryption_key: bytes | None = None,
+        lock_timeout: float = 30.0,
+        operation_timeout: float = 1.0,
+    ) -> None:
+        problems = _Problems()
+        _check_table_name(problems, table_name)
+        if session is not None:
+            _check_session(problems, session)
+        _check_fleet_options(problems, encryption_key, lock_timeout, operation_timeout)
+        problems.raise_if_any()
+        super().__init__(encryption_key=encryption_key, lock_timeout=lock_timeout, operation_timeout=operation_timeout)
+        self.table_name = table_name
+        self._session = session if session is not None else boto3.Session()
+        self._client: Any = None
+        self._client_pid = 0
+        self._client_lock = threading.Lock()
+
+    @staticmethod
+    def create_table(table_name: str, *, session: boto3.Session | None = None) -> None:
+        """Create a table for :class:`DynamoDBCache` (on-demand, TTL on) and wait until it is active."""
+        problems = _Problems()
+        _check_table_name(problems, table_name)
+        if session is not None:
+            _check_session(problems, session)
+        problems.raise_if_any()
+        client = (session if session is not None else boto3.Session()).client("dynamodb")
+        client.create_table(
+            TableName=table_name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+        client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": _DYNAMODB_TTL_ATTRIBUTE},
+        )
+
+    def __repr__(self) -> str:
+        return f"DynamoDBCache({self.table_name!r}{', encrypted' if self._aead is not None else ''})"
+
+    def _dynamodb(self) -> Any:
+        with self._client_lock:
+            if self._client is None or self._client_pid != os.getpid():  # a client's sockets stay with its process
+                config = botocore.config.Config(
+                    connect_timeout=self.operation_timeout,
+                    read_timeout=self.operation_timeout,
+                    retries={"total_max_attempts": 2, "mode": "standard"},
+                )
+                self._client = self._session.client("dynamodb", config=config)
+                self._client_pid = os.getpid()
+            return self._client
+
+    def _load(self, entry_id: str) -> str | None:
+        item = self._dynamodb().get_item(TableName=self.table_name, Key={"pk": {"S": entry_id}}, ConsistentRead=True).get("Item", {})
+        value = item.get("entry", {}).get("S")
+        return value if isinstance(value, str) else None
+
+    def _save(self, entry_id: str, text: str, expires_at: float) -> None:
+        item = {"pk": {"S": entry_id}, "entry": {"S": text}, _DYNAMODB_TTL_ATTRIBUTE: {"N": str(math.ceil(expires_at))}}
+        self._dynamodb().put_item(TableName=self.table_name, Item=item)
+
+    def _remove(self, entry_id: str) -> bool:
+        answer = self._dynamodb().delete_item(TableName=self.table_name, Key={"pk": {"S": entry_id}}, ReturnValues="ALL_OLD")
+        return "Attributes" in answer
+
+    def _scan(self) -> Iterator[tuple[str, str]]:
+        pages = self._dynamodb().get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True)
+        for page in pages:
+            for item in page.get("Items", []):
+                text = item.get("entry", {}).get("S")
+                if isinstance(text, str):
+                    yield item["pk"]["S"], text
+
+    def _try_lock(self, entry_id: str, token: str, lease: float) -> bool:
+        now_ms = math.floor(time.time() * 1000)
+        until_ms = now_ms + max(1, math.ceil(lease * 1000))
+        try:
+            self._dynamodb().put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": {"S": f"lock#{entry_id}"},
+                    "lock_owner": {"S": token},
+                    "lease_until": {"N": str(until_ms)},
+                    _DYNAMODB_TTL_ATTRIBUTE: {"N": str(until_ms // 1000 + 60)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
+                ExpressionAttributeValues={":now": {"N": str(now_ms)}},
+            )
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _unlock(self, entry_id: str, token: str) -> None:
+        try:
+            self._dynamodb().delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": f"lock#{entry_id}"}},
+                ConditionExpression="lock_owner = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # a lock that is no longer ours is someone else's: leave it
+
+
+def _check_table_name(problems: _Problems, table_name: Any) -> None:
+    if not isinstance(table_name, str) or not _TABLE_NAME_RE.fullmatch(table_name):
+        problems.add("table_name", "must be a DynamoDB table name (3 to 255 letters, digits, '_', '.', '-')")
+
+
+# ---------------------------------------------------------------------------
+# 9. Building child sessions
 # ---------------------------------------------------------------------------
 
 
@@ -1859,7 +2321,7 @@ def _build_session(source: _CredentialSource, options: _SessionOptions, parent: 
 
 
 # ---------------------------------------------------------------------------
-# 9. Credential sources
+# 10. Credential sources
 # ---------------------------------------------------------------------------
 
 _REFUSED_COMMAND_OPTIONS = ("shell", "executable", "preexec_fn", "stdout", "stderr")
@@ -2271,7 +2733,7 @@ def _install_log_redaction() -> None:
 
 
 # ---------------------------------------------------------------------------
-# 10. Public API
+# 11. Public API
 # ---------------------------------------------------------------------------
 
 _ASSUME_ROLE_FIELDS = (
@@ -2758,7 +3220,7 @@ def _assume_role_with_default_session(RoleArn: str, **kwargs: Any) -> boto3.Sess
 
 
 # ---------------------------------------------------------------------------
-# 11. Cached clients
+# 12. Cached clients
 # ---------------------------------------------------------------------------
 
 EvictionPolicy = Literal["LRU", "LFU"]
@@ -2938,7 +3400,7 @@ def cached_resource(
 
 
 # ---------------------------------------------------------------------------
-# 12. Helpers
+# 13. Helpers
 # ---------------------------------------------------------------------------
 
 
@@ -3062,7 +3524,7 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 
 
 # ---------------------------------------------------------------------------
-# 13. Command line
+# 14. Command line
 # ---------------------------------------------------------------------------
 
 EXIT_BAD_ARGUMENTS = 2

@@ -1,4 +1,5 @@
-"""assume_role_chain.py depends on nothing but the standard library, boto3 and botocore.
+"""assume_role_chain.py depends on nothing but the standard library, boto3 and botocore
+(the fleet caches' optional redis and cryptography are imported only when used).
 
 The core tests themselves run against a vendored copy in the floor environment
 (``tests/run.sh``, plugin ``tests.packaging.vendored``); a copy in a venv holding
@@ -16,22 +17,37 @@ from pathlib import Path
 
 from .vendored import ROOT
 
+OPTIONAL = ("redis", "cryptography")  # the [fleet] extra: imported only inside the functions that need them
+
+
+def imported_names(tree: ast.AST, *, in_functions: bool) -> set[str]:
+    """Modules imported by ``tree``; inside function bodies too only if ``in_functions``."""
+    names: set[str] = set()
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        if in_functions or not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending.extend(ast.iter_child_nodes(node))
+    return names
+
 
 def test_imports_only_the_standard_library_boto3_and_botocore() -> None:
     tree = ast.parse((ROOT / "assume_role_chain.py").read_text(encoding="utf-8"))
-    imported: set[str] = set()
-    dynamic: list[str] = []
-    for node in ast.walk(tree):  # module level and inside functions
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            imported.add(node.module)
-        elif isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("__import__", "import_module"):
-            dynamic.append(ast.unparse(node))
-    outside = sorted(n for n in imported if n.partition(".")[0] not in (*sys.stdlib_module_names, "boto3", "botocore"))
-    assert outside == []
+    allowed = (*sys.stdlib_module_names, "boto3", "botocore")
+    at_import = imported_names(tree, in_functions=False)
+    everywhere = imported_names(tree, in_functions=True)
+    assert sorted(n for n in at_import if n.partition(".")[0] not in allowed) == []
+    assert sorted(n for n in everywhere if n.partition(".")[0] not in (*allowed, *OPTIONAL)) == []
+    dynamic = [
+        ast.unparse(node) for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in ("__import__", "import_module")
+    ]
     assert dynamic == []
-    assert {"boto3", "botocore.credentials"} <= imported
+    assert {"boto3", "botocore.credentials"} <= at_import
 
 
 def test_a_vendored_copy_on_a_read_only_file_system_uses_its_precompiled_bytecode(tmp_path: Path) -> None:

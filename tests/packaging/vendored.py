@@ -23,12 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # boto3 and botocore, and what they depend on (in Lambda's runtime too).
 ALLOWED = frozenset({"boto3", "botocore", "jmespath", "dateutil", "urllib3", "s3transfer", "six"})
+# The fleet caches' extra, imported only when asked for (RedisCache.from_url, an
+# encryption_key): tests/test_fleet_cache.py checks a plain import takes neither.
+OPTIONAL = frozenset({"redis", "cryptography"})
 _state: dict[str, Any] = {"outside": set()}
 
 
 def allowed_import(name: str) -> bool:
     top = name.partition(".")[0]
-    return top in sys.stdlib_module_names or top in ALLOWED
+    return top in sys.stdlib_module_names or top in ALLOWED or top in OPTIONAL
 
 
 @pytest.hookimpl(tryfirst=True)
