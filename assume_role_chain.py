@@ -17,7 +17,7 @@ Sections, in reading order:
 4. The refresh engine
 5. The JSON file cache
 6. Building child sessions
-7. Credential sources (AssumeRole, MFA codes, custom functions)
+7. Credential sources (AssumeRole, MFA codes, MFA sessions, custom functions)
 8. Public API
 9. Cached clients
 10. Helpers (ARNs, Lambda session names, whoami)
@@ -108,6 +108,7 @@ __all__ = [
     "get_identity",
     "get_role_arn",
     "main",
+    "mfa_session",
     "patch_boto3",
     "refresh_windows",
     "refreshable_session",
@@ -1725,33 +1726,21 @@ def _check_sts_reachable(parent: boto3.Session, client_kwargs: Mapping[str, Any]
         raise _RegionRequiredError(endpoint)
 
 
-class _AssumeRoleSource:
-    """Calls STS AssumeRole with the parent session's current credentials.
+class _STSSource:
+    """Calls STS with the parent session's current credentials.
 
     The STS client's region is ``sts_client_kwargs``' region, else the
     parent's, else ``fallback_region`` (the child's ``region_name``).
     """
 
-    def __init__(
-        self,
-        parent: boto3.Session,
-        params: JSONDict,
-        automatic_name: bool,
-        mfa: _MFACodes | None,
-        sts_client_kwargs: Mapping[str, Any],
-        clock: Clock,
-        fallback_region: str | None = None,
-    ) -> None:
+    name: str
+
+    def __init__(self, parent: boto3.Session, sts_client_kwargs: Mapping[str, Any], fallback_region: str | None) -> None:
         self._parent = _botocore_session_of(parent)
-        self._params = params
-        self._automatic_name = automatic_name
-        self._mfa = mfa
         self._client_kwargs = dict(sts_client_kwargs)
         self._fallback_region = fallback_region
-        self._clock = clock
         self._client: Any = None
         self._client_credentials: Any = None
-        self.name = str(params["RoleArn"])
 
     def _sts(self) -> Any:
         parent_credentials = self._parent.get_credentials()
@@ -1765,20 +1754,49 @@ class _AssumeRoleSource:
             self._client_credentials = parent_credentials
         return self._client
 
-    def cache_key(self) -> str:
+    def _cache_key(self, prefix: str, params: Mapping[str, Any]) -> str:
+        """``prefix`` and a digest of the parent's access key, the STS endpoint and ``params``."""
         client = self._sts()
-        parent_key = self._client_credentials.get_frozen_credentials().access_key
-        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
-        if self._automatic_name:
-            params.pop("RoleSessionName", None)
         payload = {
-            "parent": parent_key,
+            "parent": self._client_credentials.get_frozen_credentials().access_key,
             "endpoint": client.meta.endpoint_url,
             "region": client.meta.region_name,
             "params": params,
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return f"assume-role-{digest}"
+        return f"{prefix}-{digest}"
+
+    def after_fork(self) -> None:
+        # A client's connection pool shares sockets with the parent process.
+        self._client = None
+        self._client_credentials = None
+
+
+class _AssumeRoleSource(_STSSource):
+    """Calls STS AssumeRole with the parent session's current credentials."""
+
+    def __init__(
+        self,
+        parent: boto3.Session,
+        params: JSONDict,
+        automatic_name: bool,
+        mfa: _MFACodes | None,
+        sts_client_kwargs: Mapping[str, Any],
+        clock: Clock,
+        fallback_region: str | None = None,
+    ) -> None:
+        super().__init__(parent, sts_client_kwargs, fallback_region)
+        self._params = params
+        self._automatic_name = automatic_name
+        self._mfa = mfa
+        self._clock = clock
+        self.name = str(params["RoleArn"])
+
+    def cache_key(self) -> str:
+        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
+        if self._automatic_name:
+            params.pop("RoleSessionName", None)
+        return self._cache_key("assume-role", params)
 
     def fetch(self) -> JSONDict:
         params = dict(self._params)
@@ -1795,10 +1813,30 @@ class _AssumeRoleSource:
             credentials["AccountId"] = account[4]
         return credentials
 
-    def after_fork(self) -> None:
-        # A client's connection pool shares sockets with the parent process.
-        self._client = None
-        self._client_credentials = None
+
+class _SessionTokenSource(_STSSource):
+    """Calls STS GetSessionToken (an MFA session) with the parent's current credentials.
+
+    Cached under the parent's access key and the MFA device; the code is
+    part of no key and no entry.
+    """
+
+    def __init__(
+        self, parent: boto3.Session, params: JSONDict, mfa: _MFACodes,
+        sts_client_kwargs: Mapping[str, Any], fallback_region: str | None,
+    ) -> None:
+        super().__init__(parent, sts_client_kwargs, fallback_region)
+        self._params = params
+        self._mfa = mfa
+        self.name = f"MFA session of {params['SerialNumber']}"
+
+    def cache_key(self) -> str:
+        return self._cache_key("mfa-session", self._params)
+
+    def fetch(self) -> JSONDict:
+        response = self._sts().get_session_token(**self._params, TokenCode=self._mfa.code())
+        self._mfa.used()
+        return dict(response["Credentials"])
 
 
 class _FunctionSource:
@@ -2077,9 +2115,20 @@ def _is_temporary(credentials: Any) -> bool:
     return getattr(credentials, "token", None) is not None
 
 
+#: Credentials of MFA sessions (GetSessionToken): a role assumed with them is not role chaining.
+_mfa_session_credentials: weakref.WeakSet[_RefreshingCredentials] = weakref.WeakSet()
+
+
+def _is_role_chaining(parent_credentials: Any) -> bool:
+    """Whether assuming a role with these credentials is role chaining (STS's 1 h limit)."""
+    if isinstance(parent_credentials, _RefreshingCredentials) and parent_credentials in _mfa_session_credentials:
+        return False  # an IAM user's session from GetSessionToken, not a role
+    return _is_temporary(parent_credentials)
+
+
 def _clamp_for_chaining(params: JSONDict, parent_credentials: Any) -> None:
     duration = params.get("DurationSeconds")
-    if isinstance(duration, int) and duration > 3600 and _is_temporary(parent_credentials):
+    if isinstance(duration, int) and duration > 3600 and _is_role_chaining(parent_credentials):
         warnings.warn(
             f"DurationSeconds={duration} lowered to 3600 for {params['RoleArn']}: the parent "
             "credentials are temporary (role chaining) and STS refuses more than one hour "
@@ -2241,6 +2290,92 @@ def assume_role_chain(
 
 def _assume_role_parameters() -> set[str]:
     return {name for name in inspect.signature(assume_role).parameters if name != "session"}
+
+
+def _check_session_token_duration(problems: _Problems, duration: Any) -> None:
+    if isinstance(duration, dt.timedelta):
+        duration = duration.total_seconds()
+        if duration != int(duration):
+            problems.add("DurationSeconds", "must be a whole number of seconds")
+            return
+    elif not isinstance(duration, int) or isinstance(duration, bool):
+        problems.add("DurationSeconds", f"must be an int or datetime.timedelta, not {type(duration).__name__}")
+        return
+    if not 900 <= duration <= 129600:
+        problems.add("DurationSeconds", f"must be 900 to 129600 seconds (36 h) for an MFA session, got {duration:g}")
+
+
+def mfa_session(
+    parent: boto3.Session,
+    SerialNumber: str,
+    *,
+    TokenCode: str | None = None,
+    mfa_token_provider: MFATokenProvider | None = None,
+    mfa_token_provider_kwargs: Mapping[str, Any] | None = None,
+    DurationSeconds: int | dt.timedelta = 43200,
+    cache: MutableMapping[str, Any] | None = None,
+    region_name: str | bool | None = None,
+) -> boto3.Session:
+    """Return a :class:`boto3.Session` on an MFA session (STS GetSessionToken).
+
+    The code is asked for once per session lifetime (``DurationSeconds``,
+    default 12 h, up to 36 h): roles assumed from the returned session carry
+    the MFA context and need no code of their own, and they are not role
+    chaining, so their ``DurationSeconds`` may be up to the role's maximum.
+    The session refreshes itself, asking for a new code, when it expires.
+    ``parent`` must hold an IAM user's long-term keys (STS refuses
+    GetSessionToken with role credentials).
+
+    ``TokenCode``, ``mfa_token_provider``, ``mfa_token_provider_kwargs`` and
+    ``region_name`` work as in :func:`assume_role`. With ``cache`` (e.g.
+    :class:`JSONFileCache`) another process reuses the session, without a
+    code, until it expires; it is keyed by the parent's access key and the
+    MFA device, and the code is never stored.
+    """
+    return _mfa_session(
+        parent, SerialNumber, TokenCode=TokenCode, mfa_token_provider=mfa_token_provider,
+        mfa_token_provider_kwargs=mfa_token_provider_kwargs, DurationSeconds=DurationSeconds,
+        cache=cache, region_name=region_name,
+    )
+
+
+def _mfa_session(
+    parent: boto3.Session,
+    SerialNumber: str,
+    *,
+    TokenCode: str | None,
+    mfa_token_provider: MFATokenProvider | None,
+    mfa_token_provider_kwargs: Mapping[str, Any] | None,
+    DurationSeconds: int | dt.timedelta,
+    cache: MutableMapping[str, Any] | None,
+    region_name: str | bool | None,
+    sts_client_kwargs: Mapping[str, Any] | None = None,
+) -> boto3.Session:
+    """:func:`mfa_session`, with the STS client options the command line may give."""
+    problems = _Problems()
+    _check_session(problems, parent)
+    if SerialNumber is None:
+        problems.add("SerialNumber", "is required: the ARN (or serial number) of the MFA device")
+    _check_text(problems, "SerialNumber", SerialNumber, _SERIAL_RE)
+    _check_token_code(problems, TokenCode)
+    _check_mfa(problems, SerialNumber, TokenCode, mfa_token_provider, mfa_token_provider_kwargs)
+    _check_session_token_duration(problems, DurationSeconds)
+    _check_region(problems, region_name)
+    _check_cache(problems, cache)
+    problems.raise_if_any()
+    fallback_region = region_name if isinstance(region_name, str) else None
+    _check_sts_reachable(parent, sts_client_kwargs or {}, fallback_region)
+    if _botocore_session_of(parent).get_credentials() is None:
+        raise botocore.exceptions.NoCredentialsError()
+    seconds = DurationSeconds.total_seconds() if isinstance(DurationSeconds, dt.timedelta) else DurationSeconds
+    params: JSONDict = {"SerialNumber": SerialNumber, "DurationSeconds": int(seconds)}
+    mfa = _MFACodes(SerialNumber, TokenCode, mfa_token_provider, mfa_token_provider_kwargs)
+    source = _SessionTokenSource(parent, params, mfa, sts_client_kwargs or {}, fallback_region)
+    credentials = _RefreshingCredentials(source, cache=cache)
+    _mfa_session_credentials.add(credentials)
+    session = _new_session(credentials, parent, region_name)
+    session.assume_role_parent_session = parent  # type: ignore[attr-defined]
+    return session
 
 
 def refreshable_session(
@@ -3060,6 +3195,11 @@ def _add_assume_role_arguments(parser: argparse.ArgumentParser) -> None:
                         "--mfa-command the code is read from the terminal, or a line of standard input")
     parser.add_argument("--TokenCode", help="MFA code (first hop only)")
     parser.add_argument("--mfa-command", help="command that prints an MFA code (first hop only)")
+    parser.add_argument(
+        "--mfa-session", action="store_true",
+        help="start with an MFA session (GetSessionToken with --SerialNumber, 12 h): the code is asked "
+        "for once and the session cached in ~/.aws/assume-role-chain/cache (or --cache-dir; none with --no-cache)",
+    )
     parser.add_argument("--additional-kwargs", type=_json_object, help="JSON object of further AssumeRole parameters")
     parser.add_argument("--sts-client-kwargs", type=_json_object, help="JSON object of STS client options, e.g. endpoint_url")
 
@@ -3110,17 +3250,31 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
         common["cache"] = cache
     if args.sts_client_kwargs:
         common["sts_client_kwargs"] = STSClientConfig(args.sts_client_kwargs)
-    first: JSONDict = {"RoleArn": args.RoleArn[0]}
-    mfa_source: Any = args.mfa_command
-    if args.SerialNumber is not None and args.TokenCode is None and mfa_source is None:
-        mfa_source = _TokenCodeReader(args.SerialNumber)
-    for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", mfa_source)):
-        if value is not None:
-            first[name] = value
+    mfa: JSONDict = {"SerialNumber": args.SerialNumber, "TokenCode": args.TokenCode, "mfa_token_provider": args.mfa_command}
+    if args.SerialNumber is not None and args.TokenCode is None and args.mfa_command is None:
+        mfa["mfa_token_provider"] = _TokenCodeReader(args.SerialNumber)
+    mfa = {name: value for name, value in mfa.items() if value is not None}
     try:
-        return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
+        if args.mfa_session:
+            session = _mfa_session_from_args(session, args, mfa, cache)
+            mfa = {}
+        return assume_role_chain(session, [{"RoleArn": args.RoleArn[0], **mfa}, *args.RoleArn[1:]], **common)
     except _RegionRequiredError as error:
         raise _invalid(f"Invalid --region: {_region_required_message(error.endpoint, '--region')}") from None
+
+
+def _mfa_session_from_args(session: boto3.Session, args: argparse.Namespace, mfa: JSONDict, cache: JSONFileCache | None) -> boto3.Session:
+    """``--mfa-session``: the first hop's MFA options open an MFA session, cached by default."""
+    if args.SerialNumber is None:
+        raise _UsageError("--mfa-session needs --SerialNumber (the MFA device)")
+    if cache is None and not args.no_cache:
+        cache = JSONFileCache()
+    return _mfa_session(
+        session, mfa.pop("SerialNumber"), TokenCode=mfa.get("TokenCode"),
+        mfa_token_provider=mfa.get("mfa_token_provider"), mfa_token_provider_kwargs=None,
+        DurationSeconds=43200, cache=cache,
+        region_name=None, sts_client_kwargs=STSClientConfig(args.sts_client_kwargs) if args.sts_client_kwargs else None,
+    )
 
 
 def _credentials_text(session: boto3.Session, output: str) -> str:

@@ -17,7 +17,7 @@ import boto3
 import pytest
 import time_machine
 from moto.server import ThreadedMotoServer
-from moto.sts.models import sts_backends
+from moto.sts.models import STSBackend, sts_backends
 
 from tests.faults import START, FaultProxy, fault_proxy
 
@@ -98,6 +98,20 @@ def parent(aws_env: str) -> boto3.Session:
 def sts_calls(aws_env: str) -> Callable[[], int]:
     """Returns the number of AssumeRole calls made during this test."""
     return assume_role_calls
+
+
+@pytest.fixture
+def session_token_calls(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Returns the number of GetSessionToken calls the in-process moto server answered during this test."""
+    calls: list[int] = []
+    original = STSBackend.get_session_token
+
+    def counting(self: STSBackend, duration: int) -> Any:
+        calls.append(duration)
+        return original(self, duration)
+
+    monkeypatch.setattr(STSBackend, "get_session_token", counting)
+    return lambda: len(calls)
 
 
 class SentRequests(list[dict[str, list[str]]]):
