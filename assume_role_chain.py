@@ -2746,9 +2746,9 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 # 11. Credentials as a local service
 # ---------------------------------------------------------------------------
 
-#: The variables AWS SDKs read to fetch credentials from a container-credentials endpoint.
-CONTAINER_CREDENTIALS_URI_ENV = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-CONTAINER_AUTHORIZATION_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+# The variables AWS SDKs read to fetch credentials from a container-credentials endpoint.
+_CONTAINER_URI_ENV = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+_CONTAINER_TOKEN_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
 _SERVE_TOKEN_RE = re.compile(r"[!-~]{16,1024}")  # visible ASCII: a header value, nothing to split
 _REQUEST_TIMEOUT = 10.0
 #: Variables that make an SDK use other credentials than the endpoint's
@@ -2889,6 +2889,9 @@ class CredentialsServer:
     stops serving.
     """
 
+    url: str
+    token: str
+
     def __init__(self, server: _CredentialsHTTPServer) -> None:
         self._server = server
         self.url = server.url
@@ -2907,7 +2910,7 @@ class CredentialsServer:
     @property
     def env(self) -> dict[str, str]:
         """``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN``."""
-        return {CONTAINER_CREDENTIALS_URI_ENV: self.url, CONTAINER_AUTHORIZATION_ENV: self.token}
+        return {_CONTAINER_URI_ENV: self.url, _CONTAINER_TOKEN_ENV: self.token}
 
     def close(self) -> None:
         """Stop serving and release the port (idempotent)."""
