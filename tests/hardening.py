@@ -39,7 +39,7 @@ OURS = ("assume_role_chain", "iot_x509", "tests")
 #: Loggers that print requests and responses at DEBUG (botocore's wire log
 #: holds request bodies and signed headers, so credentials and MFA codes).
 WIRE_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "moto", "werkzeug")
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "IOT_X509_PKCS11_PIN")
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "IOT_X509_PKCS11_PIN")
 CLI_MARKERS = ("assume-role-chain", "assume_role_chain", "iot_x509")
 _BOUNDED = ("MFA code", "PKCS#11 PIN")  # short secrets: matched as whole words
 
