@@ -14,7 +14,7 @@ Where to look:
 * The public API (``assume_role``, ``assume_role_chain``,
   ``refreshable_session``, ``patch_boto3``) is section 11; cached clients 12;
   helpers (ARNs, Lambda session names, ``whoami``, ``get_credentials``) 13;
-  the command line 14.
+  the credentials endpoint (``serve_credentials``) 14; the command line 15.
 * How credentials refresh is three layers, in call order:
   the *botocore shell* (section 6: botocore's hook, the thread lock, events,
   fork handling) asks the pure *refresh policy* (section 3: windows, the
@@ -38,11 +38,12 @@ Sections, in reading order:
 7. The JSON file cache
 8. Fleet caches: Redis/Valkey and DynamoDB
 9. Building child sessions
-10. Credential sources (AssumeRole, MFA codes, custom functions)
+10. Credential sources (AssumeRole, MFA codes, MFA sessions, custom functions)
 11. Public API
 12. Cached clients
 13. Helpers (ARNs, Lambda session names, whoami)
-14. Command line
+14. Credentials as a local service (a container-credentials endpoint)
+15. Command line
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ import errno
 import functools
 import getpass
 import hashlib
+import hmac
+import http.server
 import inspect
+import ipaddress
 import json
 import logging
 import math
@@ -66,6 +70,9 @@ import random
 import re
 import secrets
 import shlex
+import signal
+import socket
+import socketserver
 import stat
 import subprocess
 import sys
@@ -106,6 +113,7 @@ __all__ = [
     "AssumeRoleConfig",
     "ClientCache",
     "CredentialStore",
+    "CredentialsServer",
     "DurationClampedWarning",
     "DynamoDBCache",
     "InvalidCredentialsError",
@@ -129,10 +137,12 @@ __all__ = [
     "get_identity",
     "get_role_arn",
     "main",
+    "mfa_session",
     "patch_boto3",
     "refresh_windows",
     "refreshable_session",
     "remove_refresh_listener",
+    "serve_credentials",
     "whoami",
 ]
 
@@ -1133,6 +1143,11 @@ class _RefreshingCredentials(botocore.credentials.DeferredRefreshableCredentials
         self._warned_windows = False
         self._proactive = False
         _live_engines.add(self)
+
+    @property
+    def source(self) -> _CredentialSource:
+        """Where the credentials come from (e.g. an AssumeRole or a GetSessionToken source)."""
+        return self._source.source
 
     def __repr__(self) -> str:
         generation = self._generation
@@ -2574,33 +2589,21 @@ def _check_sts_reachable(parent: boto3.Session, client_kwargs: Mapping[str, Any]
         raise _RegionRequiredError(endpoint)
 
 
-class _AssumeRoleSource:
-    """Calls STS AssumeRole with the parent session's current credentials.
+class _STSSource:
+    """Calls STS with the parent session's current credentials.
 
     The STS client's region is ``sts_client_kwargs``' region, else the
     parent's, else ``fallback_region`` (the child's ``region_name``).
     """
 
-    def __init__(
-        self,
-        parent: boto3.Session,
-        params: JSONDict,
-        automatic_name: bool,
-        mfa: _MFACodes | None,
-        sts_client_kwargs: Mapping[str, Any],
-        clock: Clock,
-        fallback_region: str | None = None,
-    ) -> None:
+    name: str
+
+    def __init__(self, parent: boto3.Session, sts_client_kwargs: Mapping[str, Any], fallback_region: str | None) -> None:
         self._parent = _botocore_session_of(parent)
-        self._params = params
-        self._automatic_name = automatic_name
-        self._mfa = mfa
         self._client_kwargs = dict(sts_client_kwargs)
         self._fallback_region = fallback_region
-        self._clock = clock
         self._client: Any = None
         self._client_credentials: Any = None
-        self.name = str(params["RoleArn"])
 
     def _sts(self) -> Any:
         parent_credentials = self._parent.get_credentials()
@@ -2614,20 +2617,49 @@ class _AssumeRoleSource:
             self._client_credentials = parent_credentials
         return self._client
 
-    def cache_key(self) -> str:
+    def _cache_key(self, prefix: str, params: Mapping[str, Any]) -> str:
+        """``prefix`` and a digest of the parent's access key, the STS endpoint and ``params``."""
         client = self._sts()
-        parent_key = self._client_credentials.get_frozen_credentials().access_key
-        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
-        if self._automatic_name:
-            params.pop("RoleSessionName", None)
         payload = {
-            "parent": parent_key,
+            "parent": self._client_credentials.get_frozen_credentials().access_key,
             "endpoint": client.meta.endpoint_url,
             "region": client.meta.region_name,
             "params": params,
         }
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return f"assume-role-{digest}"
+        return f"{prefix}-{digest}"
+
+    def after_fork(self) -> None:
+        # A client's connection pool shares sockets with the parent process.
+        self._client = None
+        self._client_credentials = None
+
+
+class _AssumeRoleSource(_STSSource):
+    """Calls STS AssumeRole with the parent session's current credentials."""
+
+    def __init__(
+        self,
+        parent: boto3.Session,
+        params: JSONDict,
+        automatic_name: bool,
+        mfa: _MFACodes | None,
+        sts_client_kwargs: Mapping[str, Any],
+        clock: Clock,
+        fallback_region: str | None = None,
+    ) -> None:
+        super().__init__(parent, sts_client_kwargs, fallback_region)
+        self._params = params
+        self._automatic_name = automatic_name
+        self._mfa = mfa
+        self._clock = clock
+        self.name = str(params["RoleArn"])
+
+    def cache_key(self) -> str:
+        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
+        if self._automatic_name:
+            params.pop("RoleSessionName", None)
+        return self._cache_key("assume-role", params)
 
     def fetch(self) -> JSONDict:
         params = dict(self._params)
@@ -2644,10 +2676,30 @@ class _AssumeRoleSource:
             credentials["AccountId"] = account[4]
         return credentials
 
-    def after_fork(self) -> None:
-        # A client's connection pool shares sockets with the parent process.
-        self._client = None
-        self._client_credentials = None
+
+class _SessionTokenSource(_STSSource):
+    """Calls STS GetSessionToken (an MFA session) with the parent's current credentials.
+
+    Cached under the parent's access key and the MFA device; the code is
+    part of no key and no entry.
+    """
+
+    def __init__(
+        self, parent: boto3.Session, params: JSONDict, mfa: _MFACodes,
+        sts_client_kwargs: Mapping[str, Any], fallback_region: str | None,
+    ) -> None:
+        super().__init__(parent, sts_client_kwargs, fallback_region)
+        self._params = params
+        self._mfa = mfa
+        self.name = f"MFA session of {params['SerialNumber']}"
+
+    def cache_key(self) -> str:
+        return self._cache_key("mfa-session", self._params)
+
+    def fetch(self) -> JSONDict:
+        response = self._sts().get_session_token(**self._params, TokenCode=self._mfa.code())
+        self._mfa.used()
+        return dict(response["Credentials"])
 
 
 class _FunctionSource:
@@ -2997,9 +3049,16 @@ def _is_temporary(credentials: Any) -> bool:
     return getattr(credentials, "token", None) is not None
 
 
+def _is_role_chaining(parent_credentials: Any) -> bool:
+    """Whether assuming a role with these credentials is role chaining (STS's 1 h limit)."""
+    if isinstance(parent_credentials, _RefreshingCredentials) and isinstance(parent_credentials.source, _SessionTokenSource):
+        return False  # an IAM user's MFA session from GetSessionToken, not a role
+    return _is_temporary(parent_credentials)
+
+
 def _clamp_for_chaining(params: JSONDict, parent_credentials: Any) -> None:
     duration = params.get("DurationSeconds")
-    if isinstance(duration, int) and duration > 3600 and _is_temporary(parent_credentials):
+    if isinstance(duration, int) and duration > 3600 and _is_role_chaining(parent_credentials):
         warnings.warn(
             f"DurationSeconds={duration} lowered to 3600 for {params['RoleArn']}: the parent "
             "credentials are temporary (role chaining) and STS refuses more than one hour "
@@ -3153,6 +3212,88 @@ def assume_role_chain(
 
 def _assume_role_parameters() -> set[str]:
     return {name for name in inspect.signature(assume_role).parameters if name != "session"}
+
+
+def _check_session_token_duration(problems: _Problems, duration: Any) -> None:
+    if isinstance(duration, dt.timedelta):
+        duration = duration.total_seconds()
+        if duration != int(duration):
+            problems.add("DurationSeconds", "must be a whole number of seconds")
+            return
+    elif not isinstance(duration, int) or isinstance(duration, bool):
+        problems.add("DurationSeconds", f"must be an int or datetime.timedelta, not {type(duration).__name__}")
+        return
+    if not 900 <= duration <= 129600:
+        problems.add("DurationSeconds", f"must be 900 to 129600 seconds (36 h) for an MFA session, got {duration:g}")
+
+
+def mfa_session(
+    parent: boto3.Session,
+    SerialNumber: str,
+    *,
+    TokenCode: str | None = None,
+    mfa_token_provider: MFATokenProvider | None = None,
+    mfa_token_provider_kwargs: Mapping[str, Any] | None = None,
+    DurationSeconds: int | dt.timedelta = 43200,
+    cache: MutableMapping[str, Any] | None = None,
+    region_name: str | bool | None = None,
+) -> boto3.Session:
+    """Return a :class:`boto3.Session` on an MFA session (STS GetSessionToken).
+
+    The code is asked for once per session lifetime (``DurationSeconds``,
+    default 12 h, up to 36 h): roles assumed from the returned session carry
+    the MFA context and need no code of their own, and they are not role
+    chaining, so their ``DurationSeconds`` may be up to the role's maximum.
+    The session refreshes itself, asking for a new code, when it expires.
+    ``parent`` must hold an IAM user's long-term keys (STS refuses
+    GetSessionToken with role credentials).
+
+    ``TokenCode``, ``mfa_token_provider``, ``mfa_token_provider_kwargs`` and
+    ``region_name`` work as in :func:`assume_role`. With ``cache`` (e.g.
+    :class:`JSONFileCache`) another process reuses the session, without a
+    code, until it expires; it is keyed by the parent's access key and the
+    MFA device, and the code is never stored.
+    """
+    return _mfa_session(
+        parent, SerialNumber, TokenCode=TokenCode, mfa_token_provider=mfa_token_provider,
+        mfa_token_provider_kwargs=mfa_token_provider_kwargs, DurationSeconds=DurationSeconds,
+        cache=cache, region_name=region_name,
+    )
+
+
+def _mfa_session(
+    parent: boto3.Session,
+    SerialNumber: str,
+    *,
+    TokenCode: str | None,
+    mfa_token_provider: MFATokenProvider | None,
+    mfa_token_provider_kwargs: Mapping[str, Any] | None,
+    DurationSeconds: int | dt.timedelta,
+    cache: MutableMapping[str, Any] | None,
+    region_name: str | bool | None,
+    sts_client_kwargs: Mapping[str, Any] | None = None,
+) -> boto3.Session:
+    """:func:`mfa_session`, with the STS client options the command line may give."""
+    problems = _Problems()
+    _check_session(problems, parent)
+    if SerialNumber is None:
+        problems.add("SerialNumber", "is required: the ARN (or serial number) of the MFA device")
+    _check_text(problems, "SerialNumber", SerialNumber, _SERIAL_RE)
+    _check_token_code(problems, TokenCode)
+    _check_mfa(problems, SerialNumber, TokenCode, mfa_token_provider, mfa_token_provider_kwargs)
+    _check_session_token_duration(problems, DurationSeconds)
+    options = _SessionOptions(region_name=region_name, cache=cache)
+    options.check(problems)
+    problems.raise_if_any()
+    fallback_region = region_name if isinstance(region_name, str) else None
+    _check_sts_reachable(parent, sts_client_kwargs or {}, fallback_region)
+    if _botocore_session_of(parent).get_credentials() is None:
+        raise botocore.exceptions.NoCredentialsError()
+    seconds = DurationSeconds.total_seconds() if isinstance(DurationSeconds, dt.timedelta) else DurationSeconds
+    params: JSONDict = {"SerialNumber": SerialNumber, "DurationSeconds": int(seconds)}
+    mfa = _MFACodes(SerialNumber, TokenCode, mfa_token_provider, mfa_token_provider_kwargs)
+    source = _SessionTokenSource(parent, params, mfa, sts_client_kwargs or {}, fallback_region)
+    return _build_session(source, options, parent)
 
 
 def refreshable_session(
@@ -3524,7 +3665,296 @@ def get_credentials(session: boto3.Session) -> dict[str, str | None]:
 
 
 # ---------------------------------------------------------------------------
-# 14. Command line
+# 14. Credentials as a local service
+# ---------------------------------------------------------------------------
+
+# The variables AWS SDKs read to fetch credentials from a container-credentials endpoint.
+_CONTAINER_URI_ENV = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+_CONTAINER_TOKEN_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+_SERVE_TOKEN_RE = _LazyPattern(r"[!-~]{16,1024}")  # visible ASCII: a header value, nothing to split
+_REQUEST_TIMEOUT = 10.0
+#: Variables that make an SDK use other credentials than the endpoint's
+#: (botocore reads environment keys, profiles and the relative URI first).
+_SHADOWING_ENV = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+)
+
+
+def _loopback_address(problems: _Problems, host: Any) -> str:
+    """The address to bind for ``host``: a loopback address, or ``localhost`` as 127.0.0.1."""
+    if isinstance(host, str) and host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        if isinstance(host, str) and ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    problems.add("host", "must be a loopback address (127.0.0.1, ::1) or localhost: the endpoint serves credentials to this machine only")
+    return ""
+
+
+def _check_serve_arguments(session: Any, host: Any, port: Any, token: Any) -> str:
+    problems = _Problems()
+    _check_session(problems, session)
+    address = _loopback_address(problems, host)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        problems.add("port", "must be a port number from 0 to 65535 (0: any free port)")
+    if token is not None and (not isinstance(token, str) or not _SERVE_TOKEN_RE.fullmatch(token)):
+        problems.add("token", "must be a string of 16 to 1024 visible ASCII characters (no spaces)")
+    problems.raise_if_any()
+    return address
+
+
+def _container_credentials(session: boto3.Session) -> JSONDict:
+    """The container-credentials JSON for the session's current credentials (one generation)."""
+    current = get_credentials(session)
+    if not current["token"] or not current["expiry_time"]:
+        raise InvalidCredentialsError("the session's credentials are not temporary; the endpoint serves temporary credentials only")
+    body: JSONDict = {
+        "AccessKeyId": current["access_key"],
+        "SecretAccessKey": current["secret_key"],
+        "Token": current["token"],
+        "Expiration": current["expiry_time"],
+    }
+    account_id = getattr(session.get_credentials(), "account_id", None)  # the same in every generation
+    if isinstance(account_id, str) and account_id:
+        body["AccountId"] = account_id
+    return body
+
+
+class _CredentialsHTTPServer(http.server.ThreadingHTTPServer):
+    """The HTTP server behind :class:`CredentialsServer` (one thread per request)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], session: boto3.Session, token: str) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _CredentialsRequestHandler)
+        self.session = session
+        self.token = token.encode("ascii")
+        self.path = f"/credentials/{secrets.token_urlsafe(16)}"
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        port = self.server_address[1]
+        self.url = f"http://{host}:{port}{self.path}"
+        self.hosts = {f"{host}:{port}", f"localhost:{port}"} | ({host, "localhost"} if port == 80 else set())
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would look the address up in DNS (getfqdn); nothing needs the name.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.server_address[1]
+
+
+class _CredentialsRequestHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GET on the one path with credentials; anything else gets 403 and no body."""
+
+    server: _CredentialsHTTPServer
+    server_version = "assume-role-chain"
+    sys_version = ""
+    timeout = _REQUEST_TIMEOUT
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            self._answer(403)
+            return
+        try:
+            body = json.dumps(_container_credentials(self.server.session)).encode()
+        except Exception as error:
+            logger.warning("credentials endpoint: no credentials to serve: %s: %s", type(error).__name__, _one_line(error))
+            self._answer(500)
+            return
+        self._answer(200, body)
+
+    def _refuse(self) -> None:
+        self._answer(403)
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+
+    def _authorised(self) -> bool:
+        """Path, Host and token all right (all three are checked, whatever the first says)."""
+        tokens = self.headers.get_all("Authorization") or []
+        given = tokens[0].encode("utf-8", "surrogateescape") if len(tokens) == 1 else b""
+        token_ok = hmac.compare_digest(given, self.server.token)
+        host_ok = (self.headers.get("Host") or "").lower() in self.server.hosts
+        path_ok = self.path == self.server.path
+        return token_ok and host_ok and path_ok and len(tokens) == 1
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Cache-Control", "no-store")
+        if body:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Malformed or unsupported requests: the status alone, no page that echoes the request.
+        self.close_connection = True
+        self._answer(code)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Neither the path nor any header (the token is one) is logged.
+        logger.debug("credentials endpoint: %s -> %s", _one_line(self.command or "(unreadable request)")[:20], int(code) if isinstance(code, int) else code)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # http.server's own lines would show the request line
+
+
+class CredentialsServer:
+    """A running local container-credentials endpoint (see :func:`serve_credentials`).
+
+    ``url`` and ``token`` are what clients need; ``env`` holds them as the
+    two variables AWS SDKs read. ``close()`` (or leaving a ``with`` block)
+    stops serving.
+    """
+
+    url: str
+    token: str
+
+    def __init__(self, server: _CredentialsHTTPServer) -> None:
+        self._server = server
+        self.url = server.url
+        self.token = server.token.decode("ascii")
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2},
+            name="assume-role-chain credentials endpoint", daemon=True,
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<CredentialsServer {self.url}{' (closed)' if self._closed else ''}>"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN``."""
+        return {_CONTAINER_URI_ENV: self.url, _CONTAINER_TOKEN_ENV: self.token}
+
+    def close(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> CredentialsServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def serve_credentials(
+    session: boto3.Session, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+) -> CredentialsServer:
+    """Serve ``session``'s credentials on a local container-credentials endpoint.
+
+    Any AWS SDK or the AWS CLI uses them when ``AWS_CONTAINER_CREDENTIALS_FULL_URI``
+    and ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` are set (the returned handle's
+    ``env``). Only GET on the one path, with the token in ``Authorization``
+    and a loopback ``Host``, gets credentials; anything else gets 403. The
+    credentials come from the session, so they refresh as it does and any
+    number of requests cost one fetch per lifetime. ``host`` must be a
+    loopback address; ``port=0`` picks a free port; ``token`` defaults to a
+    fresh random one. Returns a :class:`CredentialsServer` (a context manager).
+    """
+    address = _check_serve_arguments(session, host, port, token)
+    server = _CredentialsHTTPServer((address, port), session, token or secrets.token_urlsafe(32))
+    return CredentialsServer(server)
+
+
+def _child_environment(endpoint: CredentialsServer) -> dict[str, str]:
+    """This process's environment for a child that must use the endpoint."""
+    env = {name: value for name, value in os.environ.items() if name not in _SHADOWING_ENV}
+    env.update(endpoint.env)
+    return env
+
+
+@contextlib.contextmanager
+def _signals_handled(handler: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``handler`` while the block runs (main thread only)."""
+    previous: dict[int, Any] = {}
+    try:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, lambda received, _frame: handler(received))
+    except ValueError:  # not the main thread: the default handlers stay
+        pass
+    try:
+        yield
+    finally:
+        for restored, action in previous.items():
+            signal.signal(restored, action)
+
+
+def _serve_until_interrupted(endpoint: CredentialsServer) -> int:
+    """Print the two ``export`` lines, then serve until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    with _signals_handled(lambda _number: stop.set()):
+        _write_stdout("\n".join(f"export {name}={shlex.quote(value)}" for name, value in endpoint.env.items()))
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+def _serve_child(endpoint: CredentialsServer, command: Sequence[str]) -> int:
+    """Run ``command`` with the endpoint's variables; its exit status (128 + N for signal N)."""
+    try:
+        child = subprocess.Popen(list(command), env=_child_environment(endpoint))
+    except OSError as error:
+        print(f"{command[0]}: cannot run: {error.strerror or error}", file=sys.stderr)
+        return 127 if isinstance(error, FileNotFoundError) else 126
+    with _signals_handled(child.send_signal):  # the child decides what an interrupt means
+        status = child.wait()
+    return 128 - status if status < 0 else status
+
+
+def _serve_session(session: boto3.Session, port: int, token_file: str | None, command: Sequence[str] | None) -> int:
+    """The ``serve`` command of both command lines, once ``session`` is built."""
+    token = _read_token_file(token_file) if token_file else None
+    try:
+        endpoint = serve_credentials(session, port=port, token=token)
+    except OSError as error:
+        raise _invalid(f"Invalid --port: cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
+    with endpoint:
+        get_credentials(session)  # fail now, not at the first client's request
+        if command:
+            return _serve_child(endpoint, command)
+        return _serve_until_interrupted(endpoint)
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as file:
+            token = file.read(2048).strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise _invalid(f"Invalid --token-file: cannot read {path!r}: {getattr(error, 'strerror', None) or type(error).__name__}") from None
+    if not _SERVE_TOKEN_RE.fullmatch(token):
+        raise _invalid("Invalid --token-file: the token must be 16 to 1024 visible ASCII characters (no spaces)")
+    return token
+
+
+def _split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """``serve`` arguments before ``--exec``, and the command after it (``--`` optional)."""
+    if "--exec" not in argv:
+        return list(argv), None
+    index = list(argv).index("--exec")
+    command = list(argv[index + 1:])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise _UsageError("--exec needs a command: --exec -- COMMAND [ARGS...]")
+    return list(argv[:index]), command
+
+
+# ---------------------------------------------------------------------------
+# 15. Command line
 # ---------------------------------------------------------------------------
 
 EXIT_BAD_ARGUMENTS = 2
@@ -3644,10 +4074,13 @@ def _parser_class() -> type[argparse.ArgumentParser]:
     return _Parser
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(serve: bool = False) -> argparse.ArgumentParser:
+    """The credentials command's parser; with ``serve``, the ``serve`` command's."""
     parser = _parser_class()(
-        prog="assume-role-chain",
-        description="Assume one role, or a chain of roles, and print the credentials.",
+        prog="assume-role-chain serve" if serve else "assume-role-chain",
+        description="Serve a role chain's credentials on a local container-credentials endpoint."
+        if serve else "Assume one role, or a chain of roles, and print the credentials "
+        "(or: assume-role-chain serve ROLE_ARN ... to serve them).",
     )
     parser.add_argument("RoleArn", nargs="+", help="role ARN; several make a chain A -> B -> C")
     parser.add_argument("--profile", help="AWS config profile of the starting credentials")
@@ -3655,6 +4088,26 @@ def _build_parser() -> argparse.ArgumentParser:
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
     cache.add_argument("--no-cache", action="store_true", help="no file cache, even for --output credential-process")
+    if serve:
+        _add_serve_arguments(parser)
+    else:
+        _add_output_arguments(parser)
+    _add_assume_role_arguments(parser)
+    return parser
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(format="env", whoami=False)
+    parser.add_argument("--port", type=_whole_number, default=0, help="port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--token-file", help="read the authorization token from this file (default: a fresh random one)")
+    parser.add_argument(
+        "--exec", dest="exec_help", metavar="-- COMMAND [ARGS...]",
+        help="run COMMAND with the endpoint's variables, exit with its status, stop serving "
+        "(last option; without it the export lines are printed and the endpoint runs until interrupted)",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--output", dest="format", choices=("env", "json", "credential-process"),
@@ -3664,6 +4117,10 @@ def _build_parser() -> argparse.ArgumentParser:
     output.add_argument("--env", dest="format", action="store_const", const="env", help="same as --output env")
     output.add_argument("--json", dest="format", action="store_const", const="json", help="same as --output json")
     parser.set_defaults(format="env")
+    parser.add_argument("--whoami", action="store_true", help="print the identity of the last hop instead of credentials")
+
+
+def _add_assume_role_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--RoleSessionName")
     parser.add_argument("--PolicyArns", type=_policy_arns, help='Arn1,Arn2, a JSON list of ARNs or of {"arn": ARN} objects')
     parser.add_argument("--Policy", type=_json_object, help="JSON object")
@@ -3676,10 +4133,13 @@ def _build_parser() -> argparse.ArgumentParser:
                         "--mfa-command the code is read from the terminal, or a line of standard input")
     parser.add_argument("--TokenCode", help="MFA code (first hop only)")
     parser.add_argument("--mfa-command", help="command that prints an MFA code (first hop only)")
+    parser.add_argument(
+        "--mfa-session", action="store_true",
+        help="start with an MFA session (GetSessionToken with --SerialNumber, 12 h): the code is asked "
+        "for once and the session cached in ~/.aws/assume-role-chain/cache (or --cache-dir; none with --no-cache)",
+    )
     parser.add_argument("--additional-kwargs", type=_json_object, help="JSON object of further AssumeRole parameters")
     parser.add_argument("--sts-client-kwargs", type=_json_object, help="JSON object of STS client options, e.g. endpoint_url")
-    parser.add_argument("--whoami", action="store_true", help="print the identity of the last hop instead of credentials")
-    return parser
 
 
 _CHAIN_WIDE = ("RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags", "TransitiveTagKeys", "ExternalId", "SourceIdentity")
@@ -3728,17 +4188,31 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
         common["cache"] = cache
     if args.sts_client_kwargs:
         common["sts_client_kwargs"] = STSClientConfig(args.sts_client_kwargs)
-    first: JSONDict = {"RoleArn": args.RoleArn[0]}
-    mfa_source: Any = args.mfa_command
-    if args.SerialNumber is not None and args.TokenCode is None and mfa_source is None:
-        mfa_source = _TokenCodeReader(args.SerialNumber)
-    for name, value in (("SerialNumber", args.SerialNumber), ("TokenCode", args.TokenCode), ("mfa_token_provider", mfa_source)):
-        if value is not None:
-            first[name] = value
+    mfa: JSONDict = {"SerialNumber": args.SerialNumber, "TokenCode": args.TokenCode, "mfa_token_provider": args.mfa_command}
+    if args.SerialNumber is not None and args.TokenCode is None and args.mfa_command is None:
+        mfa["mfa_token_provider"] = _TokenCodeReader(args.SerialNumber)
+    mfa = {name: value for name, value in mfa.items() if value is not None}
     try:
-        return assume_role_chain(session, [first, *args.RoleArn[1:]], **common)
+        if args.mfa_session:
+            session = _mfa_session_from_args(session, args, mfa, cache)
+            mfa = {}
+        return assume_role_chain(session, [{"RoleArn": args.RoleArn[0], **mfa}, *args.RoleArn[1:]], **common)
     except _RegionRequiredError as error:
         raise _invalid(f"Invalid --region: {_region_required_message(error.endpoint, '--region')}") from None
+
+
+def _mfa_session_from_args(session: boto3.Session, args: argparse.Namespace, mfa: JSONDict, cache: JSONFileCache | None) -> boto3.Session:
+    """``--mfa-session``: the first hop's MFA options open an MFA session, cached by default."""
+    if args.SerialNumber is None:
+        raise _UsageError("--mfa-session needs --SerialNumber (the MFA device)")
+    if cache is None and not args.no_cache:
+        cache = JSONFileCache()
+    return _mfa_session(
+        session, mfa.pop("SerialNumber"), TokenCode=mfa.get("TokenCode"),
+        mfa_token_provider=mfa.get("mfa_token_provider"), mfa_token_provider_kwargs=None,
+        DurationSeconds=43200, cache=cache,
+        region_name=None, sts_client_kwargs=STSClientConfig(args.sts_client_kwargs) if args.sts_client_kwargs else None,
+    )
 
 
 def _credentials_text(session: boto3.Session, output: str) -> str:
@@ -3794,6 +4268,10 @@ class _HeldWarnings(logging.Handler):
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print credentials for a role or a chain of roles.
 
+    ``serve ROLE_ARN ...`` serves them on a local container-credentials
+    endpoint instead (see :func:`serve_credentials`); with ``--exec -- COMMAND``
+    it exits with the command's status.
+
     Exit codes: 0 success, 2 bad arguments, 3 no starting credentials,
     4 AssumeRole refused or failed, 141 standard output closed early.
     Every failure is one line on stderr.
@@ -3813,7 +4291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["serve"]:
+            options, command = _split_exec(argv[1:])
+            args = _build_parser(serve=True).parse_args(options)
+            return _serve_session(_chain_from_args(args), args.port, args.token_file, command)
         args = _build_parser().parse_args(argv)
         session = _chain_from_args(args)
         if args.whoami:

@@ -1416,8 +1416,8 @@ def _slot_number(text: str) -> int:
         raise argparse.ArgumentTypeError("must be a whole number") from None
 
 
-def _parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = _argument_parser()
+def _parse_command_line(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    parser = parser or _argument_parser()
     args = parser.parse_args(argv)
     if (args.key is None) == (args.pkcs11_lib is None):
         parser.error("give exactly one of --key and --pkcs11-lib")
@@ -1446,12 +1446,63 @@ def credential_process_json(credentials: Mapping[str, Any]) -> str:
     })
 
 
+def _serve_argument_parser() -> argparse.ArgumentParser:
+    parser = _argument_parser()
+    parser.prog += " serve"
+    parser.description = "Serve the device's AWS credentials on a local container-credentials endpoint (127.0.0.1)."
+    parser.add_argument("--port", type=_slot_number, default=0, help="port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--token-file", help="read the authorization token from this file (default: a fresh random one)")
+    parser.add_argument(
+        "--exec", dest="exec_help", metavar="-- COMMAND [ARGS...]",
+        help="run COMMAND with the endpoint's variables, exit with its status, stop serving "
+        "(last option; without it the export lines are printed and the endpoint runs until interrupted)",
+    )
+    return parser
+
+
+def _serve(argv: Sequence[str]) -> int:
+    """``python -m iot_x509 serve ...``: :func:`assume_role_chain.serve_credentials` for the device."""
+    import botocore.exceptions
+
+    import assume_role_chain as arc
+
+    try:
+        options, command = arc._split_exec(argv)
+        args = _parse_command_line(options, _serve_argument_parser())
+        session = iot_session(
+            args.cert, args.key, args.role_alias, endpoint=args.endpoint,
+            thing_name=args.thing_name, ca=args.ca, pkcs11=_pkcs11_from_args(args),
+            timeout=args.timeout,
+        )
+        return arc._serve_session(session, args.port, args.token_file, command)
+    except arc._UsageError as error:
+        message = f"bad arguments: {error}"
+    except botocore.exceptions.ParamValidationError as error:
+        message = f"bad arguments: {error.kwargs.get('report', error)}"
+    except IoTError as error:
+        message = _with_flag_names(str(error))
+        print(f"iot_x509: {type(error).__name__}: {arc._one_line(message)}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        arc._silence_closed_stdout()
+        return EXIT_CLOSED_STDOUT
+    print(f"iot_x509: IoTConfigError: {arc._one_line(message)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m iot_x509``: print credential_process JSON.
 
+    ``serve ...`` (the same options, and ``--port``, ``--token-file``,
+    ``--exec -- COMMAND``) serves the credentials on a local
+    container-credentials endpoint instead, as ``assume-role-chain serve``.
+
     Exit codes: 0 success, 1 any error (one line on stderr), 141 standard
-    output closed early.
+    output closed early; with ``serve --exec``, the command's exit status.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
     try:
         args = _parse_command_line(argv)
         provider = IoTCredentialsProvider(

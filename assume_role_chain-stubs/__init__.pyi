@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import http.server
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -24,7 +25,7 @@ import botocore.session
 import botocore.validate
 
 __version__: str
-__all__ = ['AUTOMATIC_ROLE_SESSION_NAME', 'AssumeRoleConfig', 'ClientCache', 'CredentialStore', 'DurationClampedWarning', 'DynamoDBCache', 'InvalidCredentialsError', 'JSONFileCache', 'MFATokenError', 'RedisCache', 'RefreshEvent', 'RefreshWindowWarning', 'RefreshWindows', 'STSClientConfig', 'UnsafeCacheError', 'add_refresh_listener', 'assume_role', 'assume_role_chain', 'cached_client', 'cached_resource', 'client_cache', 'generate_lambda_session_name', 'get_assumed_role_session_arn', 'get_credentials', 'get_identity', 'get_role_arn', 'main', 'patch_boto3', 'refresh_windows', 'refreshable_session', 'remove_refresh_listener', 'whoami']
+__all__ = ['AUTOMATIC_ROLE_SESSION_NAME', 'AssumeRoleConfig', 'ClientCache', 'CredentialStore', 'CredentialsServer', 'DurationClampedWarning', 'DynamoDBCache', 'InvalidCredentialsError', 'JSONFileCache', 'MFATokenError', 'RedisCache', 'RefreshEvent', 'RefreshWindowWarning', 'RefreshWindows', 'STSClientConfig', 'UnsafeCacheError', 'add_refresh_listener', 'assume_role', 'assume_role_chain', 'cached_client', 'cached_resource', 'client_cache', 'generate_lambda_session_name', 'get_assumed_role_session_arn', 'get_credentials', 'get_identity', 'get_role_arn', 'main', 'mfa_session', 'patch_boto3', 'refresh_windows', 'refreshable_session', 'remove_refresh_listener', 'serve_credentials', 'whoami']
 logger: logging.Logger
 AUTOMATIC_ROLE_SESSION_NAME: str
 Clock = Callable[[], dt.datetime]
@@ -153,6 +154,7 @@ class STSClientConfig(_TypedConfig):
 
 def assume_role(session: boto3.Session, RoleArn: str | Mapping[str, Any], *, RoleSessionName: str | None=None, PolicyArns: Sequence[str | Mapping[str, str]] | None=None, Policy: str | Mapping[str, Any] | None=None, DurationSeconds: int | dt.timedelta | None=None, Tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None=None, TransitiveTagKeys: Sequence[str] | None=None, ExternalId: str | None=None, SerialNumber: str | None=None, TokenCode: str | None=None, SourceIdentity: str | None=None, ProvidedContexts: Sequence[Mapping[str, str]] | None=None, additional_kwargs: Mapping[str, Any] | None=None, region_name: str | bool | None=None, validate: bool=True, cache: MutableMapping[str, Any] | None=None, mfa_token_provider: MFATokenProvider | None=None, mfa_token_provider_kwargs: Mapping[str, Any] | None=None, sts_client_kwargs: Mapping[str, Any] | None=None, advisory_timeout: float | None=None, mandatory_timeout: float | None=None, eager: bool=False, defer_refresh: bool | None=None, clock: Clock | None=None) -> boto3.Session: ...
 def assume_role_chain(session: boto3.Session, roles: Sequence[str | Mapping[str, Any]], **common: Any) -> boto3.Session: ...
+def mfa_session(parent: boto3.Session, SerialNumber: str, *, TokenCode: str | None=None, mfa_token_provider: MFATokenProvider | None=None, mfa_token_provider_kwargs: Mapping[str, Any] | None=None, DurationSeconds: int | dt.timedelta=43200, cache: MutableMapping[str, Any] | None=None, region_name: str | bool | None=None) -> boto3.Session: ...
 def refreshable_session(fetch: Callable[[], Mapping[str, Any]], *, region_name: str | None=None, cache: MutableMapping[str, Any] | None=None, cache_key: str | None=None, source_name: str | None=None, advisory_timeout: float | None=None, mandatory_timeout: float | None=None, eager: bool=False, defer_refresh: bool | None=None, clock: Clock | None=None) -> boto3.Session: ...
 def patch_boto3() -> None: ...
 EvictionPolicy = Literal['LRU', 'LFU']
@@ -180,6 +182,30 @@ def generate_lambda_session_name(function_name: str | None=None, function_versio
 def whoami(session: boto3.Session) -> JSONDict: ...
 get_identity = whoami
 def get_credentials(session: boto3.Session) -> dict[str, str | None]: ...
+
+class _CredentialsHTTPServer(http.server.ThreadingHTTPServer):
+    address_family: Any
+    session: boto3.Session
+    token: Any
+    path: str
+    url: str
+    hosts: Any
+    daemon_threads: bool
+    def __init__(self, address: tuple[str, int], session: boto3.Session, token: str) -> None: ...
+    def server_bind(self) -> None: ...
+
+class CredentialsServer:
+    url: str
+    token: str
+    def __init__(self, server: _CredentialsHTTPServer) -> None: ...
+    def __repr__(self) -> str: ...
+    @property
+    def env(self) -> dict[str, str]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> CredentialsServer: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+def serve_credentials(session: boto3.Session, *, host: str='127.0.0.1', port: int=0, token: str | None=None) -> CredentialsServer: ...
 EXIT_BAD_ARGUMENTS: int
 EXIT_NO_CREDENTIALS: int
 EXIT_ASSUME_ROLE_FAILED: int

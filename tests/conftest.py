@@ -21,7 +21,7 @@ import boto3
 import pytest
 import time_machine
 from moto.server import ThreadedMotoServer
-from moto.sts.models import sts_backends
+from moto.sts.models import STSBackend, sts_backends
 
 import assume_role_chain as arc
 from tests.faults import START, FaultProxy, fault_proxy
@@ -105,6 +105,20 @@ def sts_calls(aws_env: str) -> Callable[[], int]:
     return assume_role_calls
 
 
+@pytest.fixture
+def session_token_calls(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Returns the number of GetSessionToken calls the in-process moto server answered during this test."""
+    calls: list[int] = []
+    original = STSBackend.get_session_token
+
+    def counting(self: STSBackend, duration: int) -> Any:
+        calls.append(duration)
+        return original(self, duration)
+
+    monkeypatch.setattr(STSBackend, "get_session_token", counting)
+    return lambda: len(calls)
+
+
 class SentRequests(list[dict[str, list[str]]]):
     """Form fields of the AssumeRole requests sent by clients of watched sessions."""
 
@@ -164,7 +178,9 @@ class Clock:
         self.traveller.move_to(destination)
         self.monotonic += max(time.time() - before, 0.0)
 
-    def shift(self, seconds: float) -> None:
+    def shift(self, delta: float | dt.timedelta) -> None:
+        """Move by ``delta`` (seconds or a timedelta), as time-machine's ``shift`` does."""
+        seconds = delta.total_seconds() if isinstance(delta, dt.timedelta) else delta
         self.move_to(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
 
 

@@ -34,7 +34,7 @@ OURS = ("assume_role_chain", "iot_x509", "tests")
 #: botocore's, boto3's and urllib3's wire logs are checked: the library redacts
 #: the secrets in them (request parameters, signed headers, response bodies).
 UNCHECKED_WIRE_LOGGERS = ("s3transfer", "moto", "werkzeug")
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "IOT_X509_PKCS11_PIN")
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "IOT_X509_PKCS11_PIN")
 CLI_MARKERS = ("assume-role-chain", "assume_role_chain", "iot_x509")
 _BOUNDED = ("MFA code", "PKCS#11 PIN")  # short secrets: matched as whole words
 

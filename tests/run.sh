@@ -105,6 +105,15 @@ run_pytest() {
 # ARC_SKIP_PACKAGING=0; with CI=true they always run.
 [ $in_ci = true ] || export ARC_SKIP_PACKAGING="${ARC_SKIP_PACKAGING:-1}"
 
+# The AWS CLI v1, a real client of `assume-role-chain serve` (tests/test_serve.py), in an
+# environment of its own: it pins its own botocore.
+if [ ! -x .venv-awscli/bin/aws ]; then
+    say ".venv-awscli: the AWS CLI v1, a test client of the credentials endpoint"
+    rm -rf .venv-awscli
+    "$(command -v "${PYTHON:-python3}")" -m venv .venv-awscli
+    pip_install .venv-awscli awscli
+fi
+
 # 1. The newest boto3/botocore with python3: linters and every test.
 setup_venv .venv-test "$(command -v "${PYTHON:-python3}")" --upgrade boto3 botocore
 say "ruff"
