@@ -837,6 +837,38 @@ class CredentialStore(Protocol):
     def lock(self, key: str) -> contextlib.AbstractContextManager[bool]: ...
 
 
+class _CacheMapping(MutableMapping[str, JSONDict]):
+    """The dict-like face the caches of this module share, and the store's read and write.
+
+    ``key in cache``, ``len(cache)`` and ``read(key)`` all agree with
+    ``cache[key]``: an entry that cannot be read is not there. A subclass adds
+    ``lock(key)`` to be a full :class:`CredentialStore`.
+    """
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def read(self, key: str) -> JSONDict | None:
+        """The entry for ``key``, or ``None`` for a miss (absent, expired, corrupt or untrusted)."""
+        try:
+            return self[key]
+        except KeyError:
+            return None
+
+    def write(self, key: str, entry: JSONDict) -> None:
+        """Store ``entry``; raises if the store cannot be used."""
+        self[key] = entry
+
+
 class _MappingStore:
     """A dict-like cache seen as a :class:`CredentialStore` (its own ``lock(key)``, if it has one)."""
 
@@ -1423,7 +1455,7 @@ def _trust_problem(info: os.stat_result) -> str | None:
     return None
 
 
-class JSONFileCache(MutableMapping[str, JSONDict]):
+class JSONFileCache(_CacheMapping):
     """A dict-like credential cache of JSON files, safe across threads and processes.
 
     * Each key is hashed to a file name (no path traversal); each entry keeps
@@ -1561,18 +1593,6 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
                 if isinstance(key, str) and self._file_stem(key) + ".json" == name:  # as cache[key] finds it
                     yield key
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        try:
-            self[key]
-        except KeyError:
-            return False
-        return True
-
     # -- files -------------------------------------------------------------------
 
     def _read(self, path: str) -> JSONDict | None:
@@ -1623,18 +1643,7 @@ class JSONFileCache(MutableMapping[str, JSONDict]):
                 os.unlink(temp_path)
             raise
 
-    # -- the CredentialStore protocol (read, write, lock) ------------------------
-
-    def read(self, key: str) -> JSONDict | None:
-        """The entry for ``key``, or ``None`` (a miss: absent, corrupt or untrusted)."""
-        try:
-            return self[key]
-        except KeyError:
-            return None
-
-    def write(self, key: str, entry: JSONDict) -> None:
-        """Store ``entry`` atomically; raises ``OSError`` if the folder cannot be used."""
-        self[key] = entry
+    # -- locking (with read and write from _CacheMapping: a CredentialStore) ------
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[bool]:
@@ -1750,7 +1759,7 @@ def _aes_gcm(key: bytes) -> Any:
     return AESGCM(key)
 
 
-class _FleetCache(MutableMapping[str, JSONDict]):
+class _FleetCache(_CacheMapping):
     """What :class:`RedisCache` and :class:`DynamoDBCache` share.
 
     Entries are stored as an envelope ``{"Key", "ExpiresAt", "Entry" | "Sealed"}``
@@ -1898,18 +1907,6 @@ class _FleetCache(MutableMapping[str, JSONDict]):
                 key = json.loads(text).get("Key")
                 if isinstance(key, str) and self._entry_id(key) == entry_id and self._open(key, text) is not None:
                     yield key
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        try:
-            self[key]
-        except KeyError:
-            return False
-        return True
 
     # -- locking -----------------------------------------------------------------
 
