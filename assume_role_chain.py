@@ -48,6 +48,7 @@ Sections, in reading order:
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import copy
@@ -837,7 +838,7 @@ class CredentialStore(Protocol):
     def lock(self, key: str) -> contextlib.AbstractContextManager[bool]: ...
 
 
-class _CacheMapping(MutableMapping[str, JSONDict]):
+class _CacheMapping(MutableMapping[str, JSONDict], metaclass=abc.ABCMeta):  # abstract: subclasses store
     """The dict-like face the caches of this module share, and the store's read and write.
 
     ``key in cache``, ``len(cache)`` and ``read(key)`` all agree with

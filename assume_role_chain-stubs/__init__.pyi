@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import datetime as dt
@@ -54,7 +55,7 @@ class CredentialStore(Protocol):
     def write(self, key: str, entry: JSONDict) -> None: ...
     def lock(self, key: str) -> contextlib.AbstractContextManager[bool]: ...
 
-class _CacheMapping(MutableMapping[str, JSONDict]):
+class _CacheMapping(MutableMapping[str, JSONDict], metaclass=abc.ABCMeta):
     def __len__(self) -> int: ...
     def __contains__(self, key: object) -> bool: ...
     def read(self, key: str) -> JSONDict | None: ...
