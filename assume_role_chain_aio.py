@@ -138,12 +138,16 @@ class _AioAssumeRoleSource(_LoopBound):
         self._clock = clock
         self._open: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._parent_key = ""
         self.name = str(params["RoleArn"])
 
     async def _sts(self) -> Any:
         credentials, frozen = await self._parent.credentials()
         _arc._clamp_for_chaining(self._params, credentials)  # once: later calls find 3600 s
+        loop = asyncio.get_running_loop()
+        if self._client_loop is not loop:  # a refresh cut short with its loop: that client is unusable
+            self._open, self._client = None, None
         if self._client is None or frozen.access_key != self._parent_key:
             await self.close()
             options = self._client_kwargs
@@ -151,7 +155,7 @@ class _AioAssumeRoleSource(_LoopBound):
                 options = {**options, "region_name": self._fallback_region}
             stack = contextlib.AsyncExitStack()
             self._client = await stack.enter_async_context(self._parent.sts_client(options, frozen))
-            self._open, self._parent_key = stack, frozen.access_key
+            self._open, self._parent_key, self._client_loop = stack, frozen.access_key or "", loop
         return self._client
 
     async def close(self) -> None:
@@ -370,7 +374,7 @@ class _AioProvider(botocore.credentials.CredentialProvider):
         super().__init__()
         self._credentials = credentials
 
-    async def load(self) -> _AioRefreshingCredentials:  # type: ignore[override]
+    async def load(self) -> _AioRefreshingCredentials:  # aiobotocore awaits it
         return self._credentials
 
 
@@ -422,14 +426,14 @@ def _new_session(
     )
     if isinstance(region, str):
         child.set_config_variable("region", region)
-    child.assume_role_chain_credentials = credentials  # type: ignore[attr-defined]  # marks our sessions
+    child.assume_role_chain_credentials = credentials  # marks our sessions
     if isinstance(parent, aiobotocore.session.AioSession):
         return child
     with _arc._loader_lock:
         session = aioboto3.Session(botocore_session=child)
         _arc._dedupe_search_paths(loader)
     if parent is not None:
-        session.assume_role_parent_session = parent  # type: ignore[attr-defined]
+        session.assume_role_parent_session = parent
     return session
 
 
@@ -555,8 +559,8 @@ def refreshable_session(
 
 def patch_aioboto3() -> None:
     """Add ``aioboto3.Session.assume_role(...)`` and ``.assume_role_chain(...)``. Idempotent."""
-    aioboto3.Session.assume_role = assume_role  # type: ignore[attr-defined]
-    aioboto3.Session.assume_role_chain = assume_role_chain  # type: ignore[attr-defined]
+    aioboto3.Session.assume_role = assume_role
+    aioboto3.Session.assume_role_chain = assume_role_chain
 
 
 def _core_of(session: Any) -> aiobotocore.session.AioSession:
