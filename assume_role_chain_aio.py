@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import json
@@ -62,17 +63,19 @@ _T = TypeVar("_T")
 #
 # ``_CachedSource.obtain()`` is synchronous and runs in a worker thread. It
 # asks its source for ``cache_key()`` and ``fetch()``; the sources below
-# answer by running a coroutine on the loop of the refresh (``loop``, set
-# when a refresh starts) and waiting for it in that worker thread.
+# answer by running a coroutine on the loop of the refresh and waiting for it
+# in that worker thread. ``asyncio.to_thread`` runs the thread in a copy of
+# the refresh's context, so the loop travels in a context variable: a refresh
+# abandoned with its loop never reaches the loop of the next one.
+
+_refresh_loop: contextvars.ContextVar[asyncio.AbstractEventLoop] = contextvars.ContextVar("assume_role_chain_aio_loop")
 
 
 class _LoopBound:
     """Runs coroutines on the refreshing loop from the worker thread of ``obtain()``."""
 
-    loop: asyncio.AbstractEventLoop | None = None
-
     def _on_loop(self, awaitable: Awaitable[_T]) -> _T:
-        loop = self.loop
+        loop = _refresh_loop.get(None)
         if loop is None or loop.is_closed():
             raise RuntimeError("the event loop of this refresh is gone")
 
@@ -343,12 +346,11 @@ class _AioRefreshingCredentials(aiobotocore.credentials.AioDeferredRefreshableCr
         events.append(_arc.RefreshEvent(self._source.name, outcome, credentials.expiry, elapsed))
 
     async def _obtain(self) -> tuple[_arc._Credentials, _arc.Outcome]:
-        source = self._loop_source
-        source.loop = asyncio.get_running_loop()
+        _refresh_loop.set(asyncio.get_running_loop())  # in this task's context, copied into the thread
         try:
             return await asyncio.to_thread(self._source.obtain)
         finally:
-            await source.close()
+            await self._loop_source.close()
 
     async def current_generation(self) -> _arc._Credentials:
         """Refresh if due, then the generation in use: keys and expiry of one fetch."""
