@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -308,3 +310,18 @@ async def test_loop_per_test_second_uses_the_same_session_on_a_new_loop(aio_pare
         pytest.fail("run with test_loop_per_test_first")
     clock.move_to(at(800))  # the clock starts again at START: the mandatory window of the first test's keys
     assert (await aio.get_credentials(_shared["session"]))["access_key"] != _shared["keys"]
+
+
+# -- the README's example ------------------------------------------------------------
+
+
+def test_the_readme_asyncio_example_runs(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## asyncio\n", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("HOME", str(tmp_path))  # JSONFileCache()'s default folder
+    done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    arn, expiry = done.stdout.split()
+    assert arn.startswith("arn:aws:sts::222222222222:assumed-role/reader/nightly-report")
+    assert expiry.endswith("Z")
