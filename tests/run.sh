@@ -111,7 +111,7 @@ run_pytest() {
 # 1. The newest boto3/botocore with python3: linters and every test.
 setup_venv .venv-test "$(command -v "${PYTHON:-python3}")" --upgrade boto3 botocore
 say "ruff"
-.venv-test/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain-stubs iot_x509-stubs tests examples bench \
+.venv-test/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain_aio.py assume_role_chain-stubs iot_x509-stubs assume_role_chain_aio-stubs tests examples bench \
     || { status=1; failed+=(ruff); }
 say "mypy --strict"
 { .venv-test/bin/mypy --strict assume_role_chain.py iot_x509.py \
