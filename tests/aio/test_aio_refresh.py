@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import aioboto3
+import botocore.exceptions
 import pytest
 
 import assume_role_chain as arc
 import assume_role_chain_aio as aio
 from tests.aio.conftest import ROLE
 from tests.conftest import Clock
-from tests.faults import at
+from tests.faults import FaultProxy, at
 
 # 900 s credentials: advisory window from 675 s, mandatory from 750 s, margin from 840 s.
 ADVISORY_MOMENT = 700
@@ -298,5 +299,41 @@ def test_a_slow_plain_fetch_runs_in_a_worker_thread(clock: Clock) -> None:
         lag, ticks, access_key = await max_loop_lag_during(keys(session))
         assert access_key == "ASIAPLAINFETCH000001"
         assert ticks >= 20 and lag < STALL_BOUND
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_sts_serves_the_current_keys_and_backs_off_as_sync_does(
+    aio_parent: aioboto3.Session, clock: Clock, proxy: FaultProxy
+) -> None:
+    session = aio.assume_role(aio_parent, ROLE, DurationSeconds=900)
+
+    async def scenario() -> None:
+        first = await keys(session)
+        proxy.fault = ("status", 503)
+        clock.move_to(at(MANDATORY_MOMENT))
+        attempts = proxy.count("AssumeRole")
+        assert await keys_of_many_tasks(session, TASKS) == {first}, "static stability: usable keys are served"
+        assert proxy.count("AssumeRole") - attempts == 1, "one attempt for 1,000 tasks, then a backoff"
+        assert await keys(session) == first and proxy.count("AssumeRole") - attempts == 1
+        clock.shift(31)  # past the longest backoff: the next use tries again, and succeeds
+        proxy.fault = None
+        assert await keys(session) != first
+        clock.move_to(at(880))  # the old keys were usable until 840 s: the new ones are in use
+        assert proxy.count("AssumeRole") - attempts == 2
+
+    asyncio.run(scenario())
+
+
+def test_no_usable_keys_and_a_failing_sts_raise_the_error_for_every_task_once(
+    aio_parent: aioboto3.Session, clock: Clock, proxy: FaultProxy
+) -> None:
+    session = aio.assume_role(aio_parent, ROLE, DurationSeconds=900)
+    proxy.fault = ("status", 403)
+
+    async def scenario() -> None:
+        results = await asyncio.gather(*(keys(session) for _ in range(100)), return_exceptions=True)
+        assert all(isinstance(result, botocore.exceptions.ClientError) for result in results)
+        assert proxy.count("AssumeRole") == 1, "one attempt; the waiters and the backoff raise its error"
 
     asyncio.run(scenario())
