@@ -397,16 +397,24 @@ def _model_checker() -> boto3.Session:
     return _model_session
 
 
-def _check_parent(session: Any) -> Any:
-    """The parent as the synchronous checks see it (a boto3.Session), or a ParamValidationError."""
+def _check_parent(session: Any) -> boto3.Session:
+    """A boto3.Session for the synchronous checks (the parent itself, if it is one), or a ParamValidationError."""
     if isinstance(session, boto3.Session):  # aioboto3.Session is one too
         return session
     if isinstance(session, aiobotocore.session.AioSession):
-        return aioboto3.Session(botocore_session=session)
+        return _model_checker()  # wrapping the parent in an aioboto3.Session would register handlers into it
     raise _arc._invalid(
         "Invalid session: must be an aioboto3.Session, an aiobotocore.session.AioSession or a "
         f"boto3.Session, not {type(session).__name__}"
     )
+
+
+def _check_sts_reachable(parent: _Parent, client_kwargs: Mapping[str, Any], region_name: str | None) -> None:
+    """``assume_role_chain._check_sts_reachable`` for any parent (an AioSession is no boto3.Session)."""
+    if region_name is None:
+        endpoint = _arc._sts_endpoint_needing_region(parent.core, client_kwargs)
+        if endpoint is not None:
+            raise _arc._RegionRequiredError(endpoint)
 
 
 def _new_session(
@@ -488,10 +496,10 @@ def assume_role(parent: AsyncParent, RoleArn: str | Mapping[str, Any], **kwargs:
         )
     params, automatic_name = _arc._normalise_params(role_arn, args, additional_kwargs)
     fallback_region = a["region_name"] if isinstance(a["region_name"], str) else None
+    source_parent = _Parent(parent)
     if a["validate"]:
         _arc._validate_with_botocore_model(_model_checker(), params)
-        _arc._check_sts_reachable(checked_parent, sts_client_kwargs or {}, fallback_region)
-    source_parent = _Parent(parent)
+        _check_sts_reachable(source_parent, sts_client_kwargs or {}, fallback_region)
     ours = getattr(source_parent.core, "assume_role_chain_credentials", None)
     if ours is not None:  # known without I/O to be temporary; other parents are checked at the first fetch
         _arc._clamp_for_chaining(params, ours)

@@ -162,6 +162,16 @@ def test_assume_role_raises_the_sync_functions_errors(
     )
 
 
+def test_a_missing_region_for_an_sts_endpoint_is_the_sync_error_for_every_parent(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    expected = error_of(lambda: arc.assume_role(boto3.Session(), ROLE))
+    assert "cannot be reached without a region" in expected
+    for parent in (aioboto3.Session(), aiobotocore.session.get_session(), boto3.Session()):
+        assert error_of(lambda parent=parent: aio.assume_role(parent, ROLE)) == expected
+
+
 def test_unknown_arguments_are_type_errors_as_in_sync(aio_parent: aioboto3.Session) -> None:
     with pytest.raises(TypeError, match="Nonsense"):
         aio.assume_role(aio_parent, ROLE, Nonsense=1)
