@@ -27,7 +27,9 @@ import contextvars
 import hashlib
 import inspect
 import json
+import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, Union
 
@@ -270,6 +272,7 @@ class _AioRefreshingCredentials(aiobotocore.credentials.AioDeferredRefreshableCr
         self._warned_windows = False
         self._state_lock = _arc._ForkSafeLock()  # guards _flight; never held across an await
         self._flight: _Flight | None = None
+        _live_engines.add(self)
 
     # The synchronous shell's bookkeeping, shared rather than copied: the
     # same checks, backoff, installation into botocore's fields and log lines.
@@ -364,6 +367,19 @@ class _AioRefreshingCredentials(aiobotocore.credentials.AioDeferredRefreshableCr
         """``eager=True``: start the first fetch now on the running loop, if there is one."""
         with contextlib.suppress(RuntimeError):  # no running loop: the first use fetches
             self._join_or_start()
+
+
+_live_engines: weakref.WeakSet[_AioRefreshingCredentials] = weakref.WeakSet()
+
+
+def _forget_flights_in_child() -> None:
+    """In a forked child no refresh of the parent's is running: waiting for one would hang."""
+    for engine in list(_live_engines):
+        engine._flight = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_flights_in_child)
 
 
 class _AioProvider(botocore.credentials.CredentialProvider):

@@ -8,8 +8,11 @@ frozen ``clock``; every count of AssumeRole calls is moto's own.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -337,3 +340,38 @@ def test_no_usable_keys_and_a_failing_sts_raise_the_error_for_every_task_once(
         assert proxy.count("AssumeRole") == 1, "one attempt; the waiters and the backoff raise its error"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_does_not_wait_for_a_refresh_running_in_its_parent(clock: Clock) -> None:
+    parent_pid = os.getpid()
+    in_fetch, release = threading.Event(), threading.Event()
+
+    def fetch() -> dict[str, Any]:
+        if os.getpid() == parent_pid:  # the parent's refresh stays in flight across the fork
+            in_fetch.set()
+            release.wait(30)
+        return {
+            "AccessKeyId": f"ASIAFORKED{os.getpid():010d}",
+            "SecretAccessKey": "forked-secret-value-not-printed",
+            "SessionToken": "forked-session-token-not-printed",
+            "Expiration": arc._utc_now() + arc.dt.timedelta(seconds=900),
+        }
+
+    session = aio.refreshable_session(fetch)
+
+    async def fork_during_refresh() -> tuple[int, str]:
+        waiting = asyncio.create_task(keys(session))
+        await asyncio.to_thread(in_fetch.wait, 30)
+        pid = os.fork()
+        if pid == 0:  # the child: a new loop, and a refresh of its own
+            signal.alarm(20)
+            os._exit(0 if asyncio.run(keys(session)) == f"ASIAFORKED{os.getpid():010d}" else 1)
+        release.set()
+        return pid, await waiting
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        child, parent_keys = asyncio.run(fork_during_refresh())
+    assert parent_keys == f"ASIAFORKED{parent_pid:010d}"
+    assert os.waitpid(child, 0)[1] == 0, "the child got credentials of its own without waiting"
