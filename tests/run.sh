@@ -11,7 +11,10 @@
 #                 assume_role_chain.py vendored alone (tests/packaging/vendored.py):
 #                 every test but tests/packaging;
 #   .venv-py313   Python 3.13, the newest boto3/botocore: every test but the slow
-#                 tests/packaging/test_packaging.py.
+#                 tests/packaging/test_packaging.py;
+#   .venv-aio     python3, aioboto3 with the botocore its aiobotocore pins (older than the
+#                 newest): the asyncio tests (tests/aio, skipped where aioboto3 is not
+#                 installed) and the stubs check, assume_role_chain_aio's included.
 # Python 3.10 and 3.13 are found as python3.10/python3.13 on PATH or under pyenv;
 # ARC_PYTHON310 and ARC_PYTHON313 name them explicitly.
 set -euo pipefail
@@ -117,7 +120,7 @@ fi
 # 1. The newest boto3/botocore with python3: linters and every test.
 setup_venv .venv-test "$(command -v "${PYTHON:-python3}")" --upgrade boto3 botocore
 say "ruff"
-.venv-test/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain-stubs iot_x509-stubs tests examples bench \
+.venv-test/bin/ruff check assume_role_chain.py iot_x509.py assume_role_chain_aio.py assume_role_chain-stubs iot_x509-stubs assume_role_chain_aio-stubs tests examples bench \
     || { status=1; failed+=(ruff); }
 say "mypy --strict"
 { .venv-test/bin/mypy --strict assume_role_chain.py iot_x509.py \
@@ -147,6 +150,17 @@ if [ $in_ci = true ]; then
             run_pytest "Python 3.13, newest" .venv-py313 --ignore=tests/packaging/test_packaging.py "$@"
         fi
     done
+    # 4. asyncio: aioboto3 pins aiobotocore, which pins botocore (e.g. 1.40.61 for aioboto3 15.5.0).
+    setup_venv .venv-aio "$(command -v "${PYTHON:-python3}")" aioboto3 pytest-asyncio
+    say ".venv-aio: mypy --strict assume_role_chain_aio.py"
+    .venv-aio/bin/mypy --strict assume_role_chain.py assume_role_chain_aio.py || { status=1; failed+=("mypy (aio)"); }
+    if [ "$user_args" -gt 0 ]; then
+        aio_args=("$@")
+    else
+        aio_args=(tests/aio tests/packaging/test_stubs.py)
+    fi
+    run_pytest "asyncio, aioboto3 $(.venv-aio/bin/python -c 'import importlib.metadata as m; print(m.version("aioboto3"), "/ aiobotocore", m.version("aiobotocore"))')" \
+        .venv-aio -o asyncio_default_fixture_loop_scope=function "${aio_args[@]}"
 fi
 
 if [ $status = 0 ]; then

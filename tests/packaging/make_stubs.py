@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("assume_role_chain", "iot_x509")
+MODULES = ("assume_role_chain", "iot_x509", "assume_role_chain_aio")
 HEADER = "# Generated from {module}.py by tests/packaging/make_stubs.py: do not edit.\n"
 # Decorators that change what a name is for a type checker; others are dropped.
 KEPT_DECORATORS = {
