@@ -13,7 +13,7 @@
 #   .venv-py313   Python 3.13, the newest boto3/botocore: every test but the slow
 #                 tests/packaging/test_packaging.py;
 #   .venv-aio     python3, aioboto3 with the botocore its aiobotocore pins (older than the
-#                 newest): the asyncio tests (tests/aio, skipped where aioboto3 is not
+#                 newest): the asyncio tests (tests/aio, not collected where aioboto3 is not
 #                 installed) and the stubs check, assume_role_chain_aio's included.
 # Python 3.10 and 3.13 are found as python3.10/python3.13 on PATH or under pyenv;
 # ARC_PYTHON310 and ARC_PYTHON313 name them explicitly.

@@ -2,18 +2,14 @@
 
 aioboto3 pins aiobotocore, which pins an older botocore than the newest, so
 these tests run in an environment of their own (``.venv-aio`` in
-tests/run.sh, always with ``CI=true``). Where aioboto3 is not installed, the
-whole folder is skipped here, and only here.
+tests/run.sh, always with ``CI=true``). Where aioboto3 or pytest-asyncio is
+not installed, tests/conftest.py does not collect this folder at all.
 """
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("aioboto3", reason="the asyncio tests run in .venv-aio (tests/run.sh): aioboto3 is not installed")
-pytest.importorskip("pytest_asyncio", reason="the asyncio tests need pytest-asyncio (tests/run.sh installs it in .venv-aio)")
-
 import aioboto3
+import pytest
 
 from tests.conftest import role_arn
 
