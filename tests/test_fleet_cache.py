@@ -43,21 +43,6 @@ FLEET_STORES = STORES[1:]
 # -- fixtures ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One real redis-server for the test session (fails clearly if it is not installed)."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    redis.Redis.from_url(redis_server.url).flushall()
-    return redis_server.url
-
-
 @pytest.fixture
 def table(aws_env: str) -> str:
     arc.DynamoDBCache.create_table(TABLE)
