@@ -3839,6 +3839,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="region for STS and the printed session")
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
+    cache.add_argument("--cache", type=_fleet_cache_url, metavar="URL",
+                       help="share credentials through a fleet store: redis://HOST:PORT/DB, rediss://... or "
+                       f"dynamodb://TABLE; entries are encrypted with ${_CACHE_KEY_VARIABLE} (base64 of 32 bytes) if set")
     cache.add_argument("--no-cache", action="store_true", help="no file cache, even for --output credential-process")
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -3889,8 +3892,44 @@ class _TokenCodeReader:
         return code
 
 
-def _cache_from_args(args: argparse.Namespace) -> JSONFileCache | None:
-    """``--cache-dir``; else, for ``--output credential-process``, the default folder."""
+_CACHE_KEY_VARIABLE = "ASSUME_ROLE_CHAIN_CACHE_KEY"
+
+
+def _fleet_cache_url(text: str) -> str:
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("redis", "rediss", "dynamodb") or not rest:
+        raise _bad_value("must be redis://HOST:PORT/DB, rediss://HOST:PORT/DB or dynamodb://TABLE")
+    if scheme == "dynamodb" and not _TABLE_NAME_RE.fullmatch(rest):
+        raise _bad_value("dynamodb://TABLE needs a DynamoDB table name (3 to 255 letters, digits, '_', '.', '-')")
+    return text
+
+
+def _cache_key_from_environment() -> bytes | None:
+    """The fleet cache's encryption key: base64 of 32 bytes in ``$ASSUME_ROLE_CHAIN_CACHE_KEY``, if set."""
+    text = os.environ.get(_CACHE_KEY_VARIABLE)
+    if not text:
+        return None
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise _invalid(f"Invalid ${_CACHE_KEY_VARIABLE}: must be base64 of 32 bytes (e.g. head -c 32 /dev/urandom | base64)")
+    return key
+
+
+def _fleet_cache(url: str, session: boto3.Session) -> RedisCache | DynamoDBCache:
+    """``--cache URL``: Redis/Valkey, or a DynamoDB table reached with the starting session."""
+    key = _cache_key_from_environment()
+    if url.startswith("dynamodb://"):
+        return DynamoDBCache(url.partition("://")[2], session=session, encryption_key=key)
+    return RedisCache.from_url(url, encryption_key=key)
+
+
+def _cache_from_args(args: argparse.Namespace, session: boto3.Session) -> JSONFileCache | RedisCache | DynamoDBCache | None:
+    """``--cache URL`` or ``--cache-dir``; else, for ``--output credential-process``, the default folder."""
+    if args.cache:
+        return _fleet_cache(args.cache, session)
     if args.cache_dir:
         return JSONFileCache(args.cache_dir)
     if args.format == "credential-process" and not args.no_cache:
@@ -3908,7 +3947,7 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
     common = {name: getattr(args, name) for name in _CHAIN_WIDE if getattr(args, name) is not None}
     if args.additional_kwargs:
         common["additional_kwargs"] = args.additional_kwargs
-    cache = _cache_from_args(args)
+    cache = _cache_from_args(args, session)
     if cache is not None:
         common["cache"] = cache
     if args.sts_client_kwargs:
