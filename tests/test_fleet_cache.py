@@ -570,6 +570,19 @@ def test_a_failed_fetch_is_recorded_and_others_raise_it_without_calling_sts(prox
     assert proxy.count("AssumeRole") == 5  # recovered, and shared again
 
 
+def test_holders_of_valid_credentials_keep_serving_them_while_a_failure_is_recorded(proxy: FaultProxy, clock: Any, tmp_path: Path) -> None:
+    cache = arc.JSONFileCache(tmp_path)
+    holder = arc.assume_role(boto3.Session(), role_arn("A"), cache=cache)
+    held = frozen_key(holder)
+    proxy.fault = ("status", 400)
+    clock.shift(3600 - 12 * 60)  # in the advisory window: due for refresh, still valid
+    with pytest.raises(botocore.exceptions.ClientError):
+        frozen_key(arc.assume_role(boto3.Session(), role_arn("A"), cache=cache))  # a newcomer: none to serve
+    calls = proxy.count("AssumeRole")
+    assert frozen_key(holder) == held  # static stability: the recorded failure costs the holder nothing
+    assert proxy.count("AssumeRole") == calls  # and it did not call STS again
+
+
 def test_a_recorded_failure_that_is_not_a_client_error_keeps_its_type_name_and_message(aws_env: str) -> None:
     cache: dict[str, Any] = {}
     calls: list[int] = []
