@@ -973,10 +973,11 @@ class _FailureRecord(NamedTuple):
         return cls(type(error).__name__, message, code, operation, count, now + _failure_delay(count))
 
     @classmethod
-    def from_entry(cls, entry: Any) -> _FailureRecord | None:
+    def from_entry(cls, entry: Any, now: dt.datetime) -> _FailureRecord | None:
+        """The record in ``entry``; ``None`` if it is not one or has expired (a store without TTL keeps it)."""
         try:
             count = entry["Count"]
-            if not isinstance(count, int) or count < 1:
+            if not isinstance(count, int) or count < 1 or _to_utc(entry["Expiration"]) <= now:
                 return None
             code, operation = entry.get("Code"), entry.get("Operation")
             return cls(str(entry["Failure"]), str(entry["Message"]), None if code is None else str(code),
@@ -1063,8 +1064,9 @@ class _CachedSource:
         """Raise the recorded failure while it is in force; else the last record (for its count), if any."""
         if visit.failed:
             return None
-        record = _FailureRecord.from_entry(visit.read(key + _FAILURE_SUFFIX))
-        if record is not None and self._clock() < record.retry_at:
+        now = self._clock()
+        record = _FailureRecord.from_entry(visit.read(key + _FAILURE_SUFFIX), now)
+        if record is not None and now < record.retry_at:
             logger.debug("fetching %s failed moments ago (%s): not retried before %s", self.name, record.error_type, _iso(record.retry_at))
             raise record.error(self.name)
         return record

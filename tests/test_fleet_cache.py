@@ -632,3 +632,21 @@ def test_after_a_store_failure_a_refresh_asks_it_nothing_more(parent: boto3.Sess
     store = CountingBrokenStore()
     assert frozen_key(arc.assume_role(parent, role_arn("A"), cache=store)).startswith("ASIA")
     assert store.asked == ["read"] and sts_calls() == 1
+
+
+def test_an_expired_failure_record_in_a_store_without_ttl_starts_the_backoff_over(aws_env: str, clock: Any) -> None:
+    cache: dict[str, Any] = {}  # a dict keeps what it is given
+
+    def fetch() -> dict[str, str]:
+        raise TimeoutError("the broker did not answer")
+
+    def fail_once() -> int:
+        with pytest.raises(TimeoutError):
+            arc.refreshable_session(fetch, cache=cache, cache_key="broker").get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+        return int(cache["broker#failure"]["Count"])
+
+    assert fail_once() == 1
+    clock.shift(6)  # past the retry time, within the record's life: the count goes on
+    assert fail_once() == 2
+    clock.shift(31)  # past the record's expiration (retry time 10 s + 10 s)
+    assert fail_once() == 1
