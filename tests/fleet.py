@@ -131,14 +131,15 @@ class Relay:
 
 
 def make_store(spec: dict[str, Any]) -> Any:
-    """A store from a JSON-able description: ``{"kind", "where", "key", "lock_timeout"}``."""
+    """A store from a JSON-able description: ``{"kind", "where", "key", "lock_timeout", "operation_timeout"}``."""
     key = bytes.fromhex(spec["key"]) if spec.get("key") else None
     lock_timeout = spec.get("lock_timeout", 30.0)
+    timeouts = {"lock_timeout": lock_timeout, "operation_timeout": spec.get("operation_timeout", 1.0)}
     if spec["kind"] == "json":
         return arc.JSONFileCache(spec["where"], lock_timeout=lock_timeout)
     if spec["kind"] == "redis":
-        return arc.RedisCache.from_url(spec["where"], prefix=spec["prefix"], encryption_key=key, lock_timeout=lock_timeout)
-    return arc.DynamoDBCache(spec["where"], encryption_key=key, lock_timeout=lock_timeout)
+        return arc.RedisCache.from_url(spec["where"], prefix=spec["prefix"], encryption_key=key, **timeouts)
+    return arc.DynamoDBCache(spec["where"], encryption_key=key, **timeouts)
 
 
 WORKER = """
