@@ -924,14 +924,144 @@ def _cache_failed(cache: Any, action: Literal["read", "write", "lock"], error: E
 
 Outcome = Literal["fetched", "cache-hit"]
 
+_FAILURE_SUFFIX = "#failure"
+_FAILURE_BACKOFF_FIRST = 5.0
+_FAILURE_BACKOFF_CAP = 300.0
+_FAILURE_MESSAGE_LIMIT = 500
+
+
+def _failure_delay(count: int) -> dt.timedelta:
+    """How long the ``count``-th failure in a row keeps the fleet from retrying: 5 s doubling to 5 min."""
+    return dt.timedelta(seconds=min(_FAILURE_BACKOFF_FIRST * 2 ** min(count - 1, 16), _FAILURE_BACKOFF_CAP))
+
+
+class _RecordedFailureError(botocore.exceptions.CredentialRetrievalError):
+    """Fetching these credentials failed moments ago (recorded in the shared cache); not retried yet.
+
+    Raised instead of calling the source again while another process's
+    failure record is in force (negative caching). A recorded
+    ``botocore.exceptions.ClientError`` is raised as a ``ClientError`` with
+    the recorded code and message instead; this error covers the others and
+    names the recorded error type in ``error_type``.
+    """
+
+    def __init__(self, error_type: str, message: str, provider: str = "assume-role-chain") -> None:
+        super().__init__(provider=provider, error_msg=f"{error_type}: {message}")
+        self.error_type = error_type
+
+
+class _StoreVisit:
+    """One ``obtain()``'s use of a store: after its first failure, no more operations.
+
+    So a store that hangs costs at most one of its operation timeouts per
+    refresh. Failures are reported by :func:`_cache_failed` (once).
+    """
+
+    def __init__(self, store: CredentialStore) -> None:
+        self.store = store
+        self.failed = False
+
+    def _fail(self, action: Literal["read", "write", "lock"], error: Exception) -> None:
+        self.failed = True
+        _cache_failed(self.store, action, error)
+
+    def read(self, key: str) -> Any:
+        if self.failed:
+            return None
+        try:
+            return self.store.read(key)
+        except Exception as error:
+            self._fail("read", error)
+            return None
+
+    def write(self, key: str, entry: JSONDict) -> None:
+        if self.failed:
+            return
+        try:
+            self.store.write(key, entry)
+        except Exception as error:
+            self._fail("write", error)
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            if not self.failed:
+                try:
+                    stack.enter_context(self.store.lock(key))
+                except Exception as error:
+                    self._fail("lock", error)
+            yield
+
+
+class _FailureRecord(NamedTuple):
+    """A failed fetch, as the fleet shares it (error type, code and message: never a secret)."""
+
+    error_type: str
+    message: str
+    code: str | None
+    operation: str | None
+    failures: int
+    retry_at: dt.datetime
+
+    @classmethod
+    def of(cls, error: Exception, previous: _FailureRecord | None, now: dt.datetime) -> _FailureRecord:
+        count = 1 if previous is None else previous.failures + 1
+        code = operation = None
+        message = str(error)
+        if isinstance(error, botocore.exceptions.ClientError):
+            details = error.response.get("Error", {})
+            code, operation = str(details.get("Code", "Unknown")), error.operation_name
+            message = str(details.get("Message", ""))
+        message = _mask_codes(_redact_secrets(message))[:_FAILURE_MESSAGE_LIMIT]
+        return cls(type(error).__name__, message, code, operation, count, now + _failure_delay(count))
+
+    @classmethod
+    def from_entry(cls, entry: Any, now: dt.datetime) -> _FailureRecord | None:
+        """The record in ``entry``; ``None`` if it is not one or has expired (a store without TTL keeps it)."""
+        try:
+            count = entry["Count"]
+            if not isinstance(count, int) or count < 1 or _to_utc(entry["Expiration"]) <= now:
+                return None
+            code, operation = entry.get("Code"), entry.get("Operation")
+            return cls(str(entry["Failure"]), str(entry["Message"]), None if code is None else str(code),
+                       None if operation is None else str(operation), count, _to_utc(entry["RetryAt"], "RetryAt"))
+        except Exception:  # not a failure record: ignored
+            return None
+
+    def to_entry(self) -> JSONDict:
+        """The store entry; it outlives ``retry_at`` by one more delay, so that the next failure doubles it."""
+        entry: JSONDict = {
+            "Failure": self.error_type, "Message": self.message, "Count": self.failures,
+            "RetryAt": _iso(self.retry_at), "Expiration": _iso(self.retry_at + _failure_delay(self.failures)),
+        }
+        if self.code is not None:
+            entry["Code"], entry["Operation"] = self.code, self.operation
+        return entry
+
+    def error(self, provider: str) -> Exception:
+        """The recorded error, raised again: a ``ClientError`` with its code and message, else a :class:`_RecordedFailureError`."""
+        error: Exception
+        if self.code is not None:
+            error = botocore.exceptions.ClientError(
+                {"Error": {"Code": self.code, "Message": self.message}}, self.operation or "AssumeRole",
+            )
+        else:
+            error = _RecordedFailureError(self.error_type, self.message, provider)
+        _add_note(error, f"assume_role_chain: recorded by the shared cache; not retried before {_iso(self.retry_at)}")
+        return error
+
 
 class _CachedSource:
     """A source behind a store: key, read, lock, read again, fetch, write.
 
     The only code that talks to a store. An entry is taken only while the
     policy calls it fresh, so every process sharing the store refreshes at
-    the same moment, and the per-key lock makes one of them fetch. A store
-    that fails is skipped with a warning: it never costs credentials.
+    the same moment, and the per-key lock makes one of them fetch. A failed
+    fetch is recorded under ``key + "#failure"`` with a backoff (5 s doubling
+    to 5 min), and until its retry time the others raise the recorded error
+    instead of calling the source (negative caching). A store that fails is
+    skipped, with a warning, for the rest of the call: it never costs
+    credentials.
     """
 
     def __init__(self, source: _CredentialSource, store: CredentialStore | None, policy: _RefreshPolicy, clock: Clock) -> None:
@@ -949,26 +1079,43 @@ class _CachedSource:
         key = None if store is None else self.source.cache_key()
         if store is None or key is None:
             return self._fetch(), "fetched"
-        cached = self._read(store, key)
+        visit = _StoreVisit(store)
+        cached = self._read(visit, key)
         if cached is not None:
             return cached, "cache-hit"
-        with self._locked(store, key):
-            cached = self._read(store, key)  # another process may have fetched meanwhile
+        self._raise_if_failing(visit, key)
+        with visit.lock(key):
+            cached = self._read(visit, key)  # another process may have fetched meanwhile
             if cached is not None:
                 return cached, "cache-hit"
-            credentials = self._fetch()
-            self._write(store, key, credentials)
+            previous = self._raise_if_failing(visit, key)  # or failed meanwhile
+            try:
+                credentials = self._fetch()
+            except MFATokenError:
+                raise  # a local prompt's problem, not the fleet's
+            except Exception as error:
+                record = _FailureRecord.of(error, previous, self._clock())
+                visit.write(key + _FAILURE_SUFFIX, record.to_entry())
+                raise
+            visit.write(key, credentials.to_cache_entry())
             return credentials, "fetched"
 
     def _fetch(self) -> _Credentials:
         return _credentials_from_mapping(self.source.fetch(), self._clock())
 
-    def _read(self, store: CredentialStore, key: str) -> _Credentials | None:
-        try:
-            entry = store.read(key)
-        except Exception as error:
-            _cache_failed(store, "read", error)
+    def _raise_if_failing(self, visit: _StoreVisit, key: str) -> _FailureRecord | None:
+        """Raise the recorded failure while it is in force; else the last record (for its count), if any."""
+        if visit.failed:
             return None
+        now = self._clock()
+        record = _FailureRecord.from_entry(visit.read(key + _FAILURE_SUFFIX), now)
+        if record is not None and now < record.retry_at:
+            logger.debug("fetching %s failed moments ago (%s): not retried before %s", self.name, record.error_type, _iso(record.retry_at))
+            raise record.error(self.name)
+        return record
+
+    def _read(self, visit: _StoreVisit, key: str) -> _Credentials | None:
+        entry = visit.read(key)
         if entry is None:
             logger.debug("cache miss for %s", self.name)
             return None
@@ -983,22 +1130,6 @@ class _CachedSource:
             return None
         logger.debug("cache hit for %s", self.name)
         return credentials
-
-    def _write(self, store: CredentialStore, key: str, credentials: _Credentials) -> None:
-        try:
-            store.write(key, credentials.to_cache_entry())
-        except Exception as error:
-            _cache_failed(store, "write", error)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _locked(store: CredentialStore, key: str) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(store.lock(key))
-            except Exception as error:
-                _cache_failed(store, "lock", error)
-            yield
 
     def after_fork(self) -> None:
         self.source.after_fork()
@@ -1926,8 +2057,8 @@ class _FleetCache(_CacheMapping):
         try:
             yield acquired
         finally:
-            if acquired:
-                with contextlib.suppress(_StoreUnavailable):  # the lease ends it anyway
+            if acquired and not self._down:  # after a failure no more operations: the lease ends it
+                with contextlib.suppress(_StoreUnavailable):
                     self._call("unlock", self._unlock, entry_id, token)
 
     def _acquire(self, entry_id: str, token: str) -> bool:
@@ -2587,6 +2718,52 @@ def _check_sts_reachable(parent: boto3.Session, client_kwargs: Mapping[str, Any]
         raise _RegionRequiredError(endpoint)
 
 
+_PRINCIPALS_KEPT = 256
+_principals: dict[str, str] = {}  # parent access key -> its principal's ARN (GetCallerIdentity)
+_principals_lock = _ForkSafeLock()
+
+
+def _principal_of(access_key: str, sts: Any) -> str:
+    """The ARN GetCallerIdentity gives for ``access_key``: one call per access key per process."""
+    with _principals_lock:
+        known = _principals.get(access_key)
+    if known is not None:
+        return known
+    principal = str(sts.get_caller_identity()["Arn"])
+    with _principals_lock:
+        while len(_principals) >= _PRINCIPALS_KEPT:
+            _principals.pop(next(iter(_principals)))
+        _principals[access_key] = principal
+    return principal
+
+
+def _sts_cache_key(prefix: str, principal: str, endpoint: str, region: str | None, params: Mapping[str, Any]) -> str:
+    """The shared cache key of an STS call: what must be equal for two callers to get the same credentials.
+
+    It contains the parent's principal (who asks; not its access key, so all
+    instances of one Lambda function share), the STS endpoint and region (where),
+    and every argument of the call but ``TokenCode`` (what). It contains no
+    secret. The sync and asyncio sources use it alike, so their caches are shared.
+    """
+    payload = {"parent": principal, "endpoint": endpoint, "region": region, "params": params}
+    return f"{prefix}-{hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()}"
+
+
+def _assume_role_key_params(params: Mapping[str, Any], automatic_name: bool) -> JSONDict:
+    """The AssumeRole arguments that identify its credentials: all but ``TokenCode`` and a generated name."""
+    key_params = {k: v for k, v in params.items() if k != "TokenCode"}
+    if automatic_name:
+        key_params.pop("RoleSessionName", None)
+    return key_params
+
+
+def _known_principal(credentials: Any) -> str | None:
+    """The principal of credentials from one of our AssumeRole hops (sync or asyncio), known without a call."""
+    source = getattr(credentials, "source", None) if isinstance(credentials, botocore.credentials.Credentials) else None
+    principal = getattr(source, "principal", None)
+    return str(principal()) if callable(principal) else None
+
+
 class _STSSource:
     """Calls STS with the parent session's current credentials.
 
@@ -2615,17 +2792,35 @@ class _STSSource:
             self._client_credentials = parent_credentials
         return self._client
 
-    def _cache_key(self, prefix: str, params: Mapping[str, Any]) -> str:
-        """``prefix`` and a digest of the parent's access key, the STS endpoint and ``params``."""
+    def _cache_key(self, prefix: str, params: Mapping[str, Any]) -> str | None:
+        """The shared cache key: ``prefix`` and a digest of the parent's principal, STS endpoint, region and ``params``.
+
+        The parent is named by its principal, not its access key: every
+        process whose parent acts as the same principal (all the instances of
+        one Lambda function, say) shares the entry; two principals never do.
+        ``None`` (no cache this time) if the parent cannot be identified.
+        """
         client = self._sts()
-        payload = {
-            "parent": self._client_credentials.get_frozen_credentials().access_key,
-            "endpoint": client.meta.endpoint_url,
-            "region": client.meta.region_name,
-            "params": params,
-        }
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return f"{prefix}-{digest}"
+        principal = self._parent_principal(client)
+        if principal is None:
+            return None
+        return _sts_cache_key(prefix, principal, client.meta.endpoint_url, client.meta.region_name, params)
+
+    def _parent_principal(self, client: Any) -> str | None:
+        """The parent credentials' principal: from the parent hop if it is ours, else GetCallerIdentity (remembered)."""
+        credentials = self._client_credentials
+        known = _known_principal(credentials)
+        if known is not None:
+            return known
+        access_key = credentials.get_frozen_credentials().access_key
+        try:
+            return _principal_of(access_key, client)
+        except Exception as error:
+            logger.warning(
+                "GetCallerIdentity failed for the parent credentials of %s (%s); fetching without the cache this time",
+                self.name, type(error).__name__,
+            )
+            return None
 
     def after_fork(self) -> None:
         # A client's connection pool shares sockets with the parent process.
@@ -2653,11 +2848,21 @@ class _AssumeRoleSource(_STSSource):
         self._clock = clock
         self.name = str(params["RoleArn"])
 
-    def cache_key(self) -> str:
-        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
-        if self._automatic_name:
-            params.pop("RoleSessionName", None)
-        return self._cache_key("assume-role", params)
+    def _key_params(self) -> JSONDict:
+        return _assume_role_key_params(self._params, self._automatic_name)
+
+    def principal(self) -> str:
+        """Who this hop's credentials act as, known without a call: the role and its arguments.
+
+        The role ARN, the session name (unless automatic) and every other
+        AssumeRole argument but ``TokenCode``: the children of two hops that
+        agree on these act as the same principal, with the same session
+        policies and tags, so they may share cache entries.
+        """
+        return "assumed-role " + json.dumps(self._key_params(), sort_keys=True, default=str)
+
+    def cache_key(self) -> str | None:
+        return self._cache_key("assume-role", self._key_params())
 
     def fetch(self) -> JSONDict:
         params = dict(self._params)
@@ -2678,7 +2883,7 @@ class _AssumeRoleSource(_STSSource):
 class _SessionTokenSource(_STSSource):
     """Calls STS GetSessionToken (an MFA session) with the parent's current credentials.
 
-    Cached under the parent's access key and the MFA device; the code is
+    Cached under the parent's principal and the MFA device; the code is
     part of no key and no entry.
     """
 
@@ -2691,7 +2896,7 @@ class _SessionTokenSource(_STSSource):
         self._mfa = mfa
         self.name = f"MFA session of {params['SerialNumber']}"
 
-    def cache_key(self) -> str:
+    def cache_key(self) -> str | None:
         return self._cache_key("mfa-session", self._params)
 
     def fetch(self) -> JSONDict:
@@ -4085,6 +4290,9 @@ def _build_parser(serve: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--region", help="region for STS and the printed session")
     cache = parser.add_mutually_exclusive_group()
     cache.add_argument("--cache-dir", help="cache credentials in this folder (JSON files, 0600)")
+    cache.add_argument("--cache", type=_fleet_cache_url, metavar="URL",
+                       help="share credentials through a fleet store: redis://HOST:PORT/DB, rediss://... or "
+                       f"dynamodb://TABLE; entries are encrypted with ${_CACHE_KEY_VARIABLE} (base64 of 32 bytes) if set")
     cache.add_argument("--no-cache", action="store_true", help="no file cache, even for --output credential-process")
     if serve:
         _add_serve_arguments(parser)
@@ -4162,8 +4370,44 @@ class _TokenCodeReader:
         return code
 
 
-def _cache_from_args(args: argparse.Namespace) -> JSONFileCache | None:
-    """``--cache-dir``; else, for ``--output credential-process``, the default folder."""
+_CACHE_KEY_VARIABLE = "ASSUME_ROLE_CHAIN_CACHE_KEY"
+
+
+def _fleet_cache_url(text: str) -> str:
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("redis", "rediss", "dynamodb") or not rest:
+        raise _bad_value("must be redis://HOST:PORT/DB, rediss://HOST:PORT/DB or dynamodb://TABLE")
+    if scheme == "dynamodb" and not _TABLE_NAME_RE.fullmatch(rest):
+        raise _bad_value("dynamodb://TABLE needs a DynamoDB table name (3 to 255 letters, digits, '_', '.', '-')")
+    return text
+
+
+def _cache_key_from_environment() -> bytes | None:
+    """The fleet cache's encryption key: base64 of 32 bytes in ``$ASSUME_ROLE_CHAIN_CACHE_KEY``, if set."""
+    text = os.environ.get(_CACHE_KEY_VARIABLE)
+    if not text:
+        return None
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise _invalid(f"Invalid ${_CACHE_KEY_VARIABLE}: must be base64 of 32 bytes (e.g. head -c 32 /dev/urandom | base64)")
+    return key
+
+
+def _fleet_cache(url: str, session: boto3.Session) -> RedisCache | DynamoDBCache:
+    """``--cache URL``: Redis/Valkey, or a DynamoDB table reached with the starting session."""
+    key = _cache_key_from_environment()
+    if url.startswith("dynamodb://"):
+        return DynamoDBCache(url.partition("://")[2], session=session, encryption_key=key)
+    return RedisCache.from_url(url, encryption_key=key)
+
+
+def _cache_from_args(args: argparse.Namespace, session: boto3.Session) -> JSONFileCache | RedisCache | DynamoDBCache | None:
+    """``--cache URL`` or ``--cache-dir``; else, for ``--output credential-process``, the default folder."""
+    if args.cache:
+        return _fleet_cache(args.cache, session)
     if args.cache_dir:
         return JSONFileCache(args.cache_dir)
     if args.format == "credential-process" and not args.no_cache:
@@ -4181,7 +4425,7 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
     common = {name: getattr(args, name) for name in _CHAIN_WIDE if getattr(args, name) is not None}
     if args.additional_kwargs:
         common["additional_kwargs"] = args.additional_kwargs
-    cache = _cache_from_args(args)
+    cache = _cache_from_args(args, session)
     if cache is not None:
         common["cache"] = cache
     if args.sts_client_kwargs:
@@ -4199,7 +4443,7 @@ def _chain_from_args(args: argparse.Namespace) -> boto3.Session:
         raise _invalid(f"Invalid --region: {_region_required_message(error.endpoint, '--region')}") from None
 
 
-def _mfa_session_from_args(session: boto3.Session, args: argparse.Namespace, mfa: JSONDict, cache: JSONFileCache | None) -> boto3.Session:
+def _mfa_session_from_args(session: boto3.Session, args: argparse.Namespace, mfa: JSONDict, cache: JSONFileCache | RedisCache | DynamoDBCache | None) -> boto3.Session:
     """``--mfa-session``: the first hop's MFA options open an MFA session, cached by default."""
     if args.SerialNumber is None:
         raise _UsageError("--mfa-session needs --SerialNumber (the MFA device)")

@@ -24,7 +24,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import hashlib
 import inspect
 import json
 import os
@@ -169,19 +168,42 @@ class _AioAssumeRoleSource(_LoopBound):
         if stack is not None:
             await stack.aclose()
 
-    async def _cache_key(self) -> str:
+    def principal(self) -> str:
+        """Who this hop's credentials act as, known without a call (as for a sync hop)."""
+        return "assumed-role " + json.dumps(self._key_params(), sort_keys=True, default=str)
+
+    def _key_params(self) -> JSONDict:
+        return _arc._assume_role_key_params(self._params, self._automatic_name)
+
+    async def _parent_principal(self, client: Any) -> str | None:
+        """The parent's principal: from its hop if it is ours, else GetCallerIdentity (remembered, shared with sync)."""
+        credentials, _ = await self._parent.credentials()
+        known = _arc._known_principal(credentials)
+        if known is not None:
+            return known
+        with _arc._principals_lock:
+            remembered = _arc._principals.get(self._parent_key)
+        if remembered is not None:
+            return remembered
+        try:
+            principal = str((await client.get_caller_identity())["Arn"])
+        except Exception as error:
+            logger.warning(
+                "GetCallerIdentity failed for the parent credentials of %s (%s); fetching without the cache this time",
+                self.name, type(error).__name__,
+            )
+            return None
+        with _arc._principals_lock:
+            _arc._principals[self._parent_key] = principal
+        return principal
+
+    async def _cache_key(self) -> str | None:
         client = await self._sts()
-        params = {k: v for k, v in self._params.items() if k != "TokenCode"}
-        if self._automatic_name:
-            params.pop("RoleSessionName", None)
-        payload = {  # the same key as the synchronous source: caches are shared
-            "parent": self._parent_key,
-            "endpoint": client.meta.endpoint_url,
-            "region": client.meta.region_name,
-            "params": params,
-        }
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        return f"assume-role-{digest}"
+        principal = await self._parent_principal(client)
+        if principal is None:
+            return None
+        # the same key as the synchronous source: caches are shared
+        return _arc._sts_cache_key("assume-role", principal, client.meta.endpoint_url, client.meta.region_name, self._key_params())
 
     async def _assume_role(self, token_code: str | None) -> JSONDict:
         client = await self._sts()
@@ -195,7 +217,7 @@ class _AioAssumeRoleSource(_LoopBound):
 
     # -- the synchronous protocol, called by _CachedSource.obtain() in a worker thread --
 
-    def cache_key(self) -> str:
+    def cache_key(self) -> str | None:
         return self._on_loop(self._cache_key())
 
     def fetch(self) -> JSONDict:
@@ -277,6 +299,7 @@ class _AioRefreshingCredentials(aiobotocore.credentials.AioDeferredRefreshableCr
     # The synchronous shell's bookkeeping, shared rather than copied: the
     # same checks, backoff, installation into botocore's fields and log lines.
     __repr__ = _arc._RefreshingCredentials.__repr__
+    source = _arc._RefreshingCredentials.source
     _unused_refresh_using = _arc._RefreshingCredentials._unused_refresh_using
     _decide = _arc._RefreshingCredentials._decide
     _checked = _arc._RefreshingCredentials._checked

@@ -67,7 +67,15 @@ def _ours(duration: int, cache_dir: str | None) -> SessionFactory:
     import assume_role_chain as arc
 
     parent = boto3.Session()
-    cache = arc.JSONFileCache(cache_dir) if cache_dir else None
+    cache: Any = None
+    if cache_dir and cache_dir.startswith("redis://"):  # the fleet stores of bench/fleet.py
+        cache = arc.RedisCache.from_url(cache_dir)
+    elif cache_dir and cache_dir.startswith("dynamodb://"):
+        # moto on 2 shared cores answers 64 processes in seconds, not DynamoDB's milliseconds:
+        # with the default 1 s every read timed out and the store was skipped (bench/README.md)
+        cache = arc.DynamoDBCache(cache_dir[len("dynamodb://"):], operation_timeout=10.0)
+    elif cache_dir:
+        cache = arc.JSONFileCache(cache_dir)
 
     def make() -> boto3.Session:
         session: boto3.Session = arc.assume_role(

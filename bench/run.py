@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import import_time, report
+from bench import fleet, import_time, report
 from bench.env import REPO_ROOT, isolated_env
 from bench.libs import LIBRARIES, OURS, STATIC, Library
 from bench.noop_server import running_noop_server
@@ -58,7 +58,7 @@ QUICK = Settings(
 )
 
 # Groups of rows, in the order of the table; ``--only`` picks some of them.
-GROUPS = ("sts", "create", "memory", "threads", "cache", "noop", "import")
+GROUPS = ("sts", "create", "memory", "threads", "cache", "fleet", "noop", "import")
 
 
 class Runner:
@@ -95,13 +95,14 @@ class Runner:
     def per_library(self, spec: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
         return {lib.key: self.worker({**spec, "lib": lib.key}) for lib in self.libraries}
 
-    def cache_round(self, lib: str, duration: int, processes: int, cache_dir: Path) -> int | None:
-        """Start ``processes`` workers sharing ``cache_dir``, release them together, count STS calls."""
+    def cache_round(self, lib: str, duration: int, processes: int, cache_dir: Path | str, per_host: bool = False) -> int | None:
+        """Start ``processes`` workers sharing ``cache_dir`` (a folder, or a fleet store's URL),
+        or each with a folder of its own in it (``per_host``); release them together, count STS calls."""
         spec = {"measure": "cache_process", "lib": lib, "duration": duration, "cache_dir": str(cache_dir)}
         started = time.perf_counter()
         children = [
             subprocess.Popen(
-                self._command(spec),
+                self._command({**spec, "cache_dir": str(Path(cache_dir) / f"host-{host}")} if per_host else spec),
                 env=self.env,
                 cwd=REPO_ROOT,
                 stdin=subprocess.PIPE,
@@ -109,7 +110,7 @@ class Runner:
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for _ in range(processes)
+            for host in range(processes)
         ]
         ready = all(child.stdout is not None and child.stdout.readline().strip() == "ready" for child in children)
         before = self.server.assume_role_count()
@@ -354,6 +355,8 @@ def collect(
             groups["sts"] = measure_sts_calls(runner, settings)
         if "cache" in only:
             groups["cache"] = measure_shared_cache(runner, settings, workdir)
+        if "fleet" in only:
+            groups["fleet"] = fleet.measure_fleet(runner, settings, workdir)
         if memory is not None:
             groups["memory"] = memory.result()
     timed: dict[str, Callable[[], list[Metric]]] = {

@@ -261,7 +261,31 @@ def cache_process(lib: str, duration: int, cache_dir: str) -> Result:
     return {"ok": True}
 
 
+def fleet_setup(lib: str, table: str) -> Result:
+    """Create the DynamoDB table of the fleet rows on the moto server."""
+    import assume_role_chain as arc
+
+    arc.DynamoDBCache.create_table(table)
+    return {"ok": True}
+
+
+def time_to_credentials(lib: str, duration: int, cache_dir: str | None, reps: int) -> Result:
+    """Median time from a new session to its credentials: a cache hit in ``cache_dir``'s
+    store (an entry is written first), or with no cache an AssumeRole on moto."""
+    make = session_factory(lib, duration, cache_dir)
+    _call_as_role(api_client(make()))  # warms the store (and the parent's identity, remembered in-process)
+
+    def credentials() -> object:
+        return make().get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+
+    before = _server().assume_role_count()
+    median = _median_ms(credentials, reps)
+    return {"ms": median, "assume_role_calls": _server().assume_role_count() - before}
+
+
 MEASURES: dict[str, Callable[..., Result]] = {
+    "fleet_setup": fleet_setup,
+    "time_to_credentials": time_to_credentials,
     "sts_calls": sts_calls,
     "create_time": create_time,
     "memory": memory,

@@ -26,6 +26,7 @@ from moto.sts.models import STSBackend, sts_backends
 
 import assume_role_chain as arc
 from tests.faults import START, FaultProxy, fault_proxy
+from tests.fleet import RedisServer
 
 ACCOUNT = "123456789012"
 
@@ -158,6 +159,33 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(socket.socket, "connect", counting_connect)
     return attempts
+
+
+def user_session(name: str) -> boto3.Session:
+    """A session with a new access key of IAM user ``name`` on moto (the user is made if need be)."""
+    iam = boto3.client("iam")
+    if name not in {user["UserName"] for user in iam.list_users()["Users"]}:
+        iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the test session (fails clearly if it is not installed)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's redis-server, emptied."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
 
 
 def json_dumps(value: Any) -> str:

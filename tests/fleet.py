@@ -131,14 +131,15 @@ class Relay:
 
 
 def make_store(spec: dict[str, Any]) -> Any:
-    """A store from a JSON-able description: ``{"kind", "where", "key", "lock_timeout"}``."""
+    """A store from a JSON-able description: ``{"kind", "where", "key", "lock_timeout", "operation_timeout"}``."""
     key = bytes.fromhex(spec["key"]) if spec.get("key") else None
     lock_timeout = spec.get("lock_timeout", 30.0)
+    timeouts = {"lock_timeout": lock_timeout, "operation_timeout": spec.get("operation_timeout", 1.0)}
     if spec["kind"] == "json":
         return arc.JSONFileCache(spec["where"], lock_timeout=lock_timeout)
     if spec["kind"] == "redis":
-        return arc.RedisCache.from_url(spec["where"], prefix=spec["prefix"], encryption_key=key, lock_timeout=lock_timeout)
-    return arc.DynamoDBCache(spec["where"], encryption_key=key, lock_timeout=lock_timeout)
+        return arc.RedisCache.from_url(spec["where"], prefix=spec["prefix"], encryption_key=key, **timeouts)
+    return arc.DynamoDBCache(spec["where"], encryption_key=key, **timeouts)
 
 
 WORKER = """
@@ -153,15 +154,31 @@ print(arc.whoami(session)["Arn"], flush=True)
 """
 
 
-def run_fleet(spec: dict[str, Any], role: str, hosts: int, per_host: int, home: Path) -> list[str]:
+FAILING_WORKER = """
+import json, sys, boto3
+import assume_role_chain as arc
+from tests.fleet import make_store
+spec, role = json.loads(sys.argv[1]), sys.argv[2]
+session = arc.assume_role(boto3.Session(), role, cache=make_store(spec))
+print("ready", flush=True)
+assert sys.stdin.readline().strip() == "go"
+try:
+    session.get_credentials().get_frozen_credentials()
+except Exception as error:
+    print(type(error).__name__, getattr(error, "response", {}).get("Error", {}).get("Code"), flush=True)
+"""
+
+
+def run_fleet(spec: dict[str, Any], role: str, hosts: int, per_host: int, home: Path, worker_script: str = WORKER) -> list[str]:
     """Start ``hosts x per_host`` worker processes (each host its own HOME, no shared
-    file cache), wait until all are ready, let them go together; their ARNs."""
+    file cache), wait until all are ready, let them go together; what each printed
+    (its ARN, for the default worker)."""
     workers = []
     for host in range(hosts):
         env = {**os.environ, "HOME": str(home / f"host-{host}")}
         for _ in range(per_host):
             workers.append(subprocess.Popen(
-                [sys.executable, "-c", WORKER, json.dumps(spec), role], cwd=ROOT, env=env, text=True,
+                [sys.executable, "-c", worker_script, json.dumps(spec), role], cwd=ROOT, env=env, text=True,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             ))
     try:

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 import assume_role_chain as arc
-from tests.conftest import SentRequests, role_arn
+from tests.conftest import SentRequests, role_arn, user_session
 
 ENTRY = {
     "AccessKeyId": "ASIAEXAMPLE",
@@ -128,8 +128,7 @@ def test_plain_dict_cache_works(parent: boto3.Session, sts_calls: Callable[[], i
 
 def test_two_parents_never_share_an_entry(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sts_calls: Callable[[], int]) -> None:
     cache = arc.JSONFileCache(tmp_path)
-    parent_a = boto3.Session(aws_access_key_id="AKIAPARENTAAAAAAAAAA", aws_secret_access_key="a")
-    parent_b = boto3.Session(aws_access_key_id="AKIAPARENTBBBBBBBBBB", aws_secret_access_key="b")
+    parent_a, parent_b = user_session("parent-a"), user_session("parent-b")  # two principals
     key_a = arc.assume_role(parent_a, role_arn("A"), cache=cache).get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
     key_b = arc.assume_role(parent_b, role_arn("A"), cache=cache).get_credentials().get_frozen_credentials().access_key  # type: ignore[union-attr]
     assert key_a != key_b and sts_calls() == 2 and len(cache) == 2

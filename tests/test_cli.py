@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -25,8 +26,8 @@ SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
 SERIAL = "arn:aws:iam::123456789012:mfa/cli-user"
 
 
-def run_cli(*args: str, stdin: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **({"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")} if home else {})}
+def run_cli(*args: str, stdin: str | None = None, home: Path | None = None, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")} if home else {}), **(extra_env or {})}
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60, env=env, input=stdin)
 
 
@@ -116,6 +117,9 @@ def test_tags_as_json(aws_env: str, capsys: pytest.CaptureFixture[str]) -> None:
         ([role_arn("A"), "--Policy", "{oops"], "--Policy"),
         ([role_arn("A"), "--output", "yaml"], "--output"),
         ([role_arn("A"), "--no-cache", "--cache-dir", "/tmp/x"], "--cache-dir"),
+        ([role_arn("A"), "--cache", "redis://127.0.0.1:1/0", "--cache-dir", "/tmp/x"], "--cache-dir"),
+        ([role_arn("A"), "--cache", "memcached://127.0.0.1:1"], "--cache"),
+        ([role_arn("A"), "--cache", "dynamodb://a"], "--cache"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(aws_env: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -165,6 +169,31 @@ def test_cache_dir_option(aws_env: str, tmp_path: Path, capsys: pytest.CaptureFi
     for _ in range(2):
         assert arc.main([role_arn("A"), "--cache-dir", str(tmp_path / "cache")]) == 0
     assert sts_calls() == 1
+
+
+@pytest.mark.parametrize("store", ["redis", "dynamodb"])
+@pytest.mark.parametrize("sealed", [False, True])
+def test_cache_url_option_shares_credentials_between_runs(
+    store: str, sealed: bool, aws_env: str, request: pytest.FixtureRequest, tmp_path: Path, sts_calls: Callable[[], int],
+) -> None:
+    if store == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        arc.DynamoDBCache.create_table("cli-cache")
+        url = "dynamodb://cli-cache"
+    key = base64.b64encode(bytes(range(32))).decode() if sealed else ""
+    outputs = []
+    for host in ("one", "two"):  # two hosts: nothing shared but the store
+        result = run_cli(role_arn("A"), "--json", "--cache", url, home=tmp_path / host, extra_env={"ASSUME_ROLE_CHAIN_CACHE_KEY": key})
+        assert result.returncode == 0, result.stderr
+        outputs.append(json.loads(result.stdout)["AccessKeyId"])
+    assert outputs[0] == outputs[1] and sts_calls() == 1
+
+
+def test_a_bad_cache_key_in_the_environment_exits_2_without_echoing_it(aws_env: str, tmp_path: Path) -> None:
+    result = run_cli(role_arn("A"), "--cache", "redis://127.0.0.1:1/0", home=tmp_path, extra_env={"ASSUME_ROLE_CHAIN_CACHE_KEY": "c2hvcnQta2V5"})
+    assert result.returncode == arc.EXIT_BAD_ARGUMENTS
+    assert "ASSUME_ROLE_CHAIN_CACHE_KEY" in result.stderr and "c2hvcnQta2V5" not in result.stderr
 
 
 def test_credential_process_profile_works_with_boto3(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

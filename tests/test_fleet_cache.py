@@ -7,6 +7,7 @@ processes that share nothing but the store.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,9 +30,9 @@ import time_machine
 
 import assume_role_chain as arc
 import iot_x509
-from tests.conftest import role_arn
-from tests.faults import FaultProxy
-from tests.fleet import ROOT, RedisServer, Relay, make_store, run_fleet
+from tests.conftest import role_arn, user_session
+from tests.faults import FaultProxy, fault_proxy
+from tests.fleet import FAILING_WORKER, ROOT, RedisServer, Relay, make_store, run_fleet
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -41,21 +42,6 @@ FLEET_STORES = STORES[1:]
 
 
 # -- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One real redis-server for the test session (fails clearly if it is not installed)."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    redis.Redis.from_url(redis_server.url).flushall()
-    return redis_server.url
 
 
 @pytest.fixture
@@ -494,3 +480,173 @@ def test_importing_the_module_imports_neither_redis_nor_cryptography() -> None:
     """)], cwd=ROOT, capture_output=True, text=True, timeout=60, env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": ""})
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "[]"
+
+
+# -- shared keys: the parent's principal, not its access key ----------------------------------
+
+
+def frozen_key(session: boto3.Session) -> str:
+    return str(session.get_credentials().get_frozen_credentials().access_key)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["json", "redis-sealed", "dynamodb"])
+def test_two_access_keys_of_one_principal_share_an_entry_and_two_principals_never_do(
+    name: str, request: pytest.FixtureRequest, aws_env: str, tmp_path: Path, sts_calls: Callable[[], int],
+) -> None:
+    store = make_store(store_spec(name, request, tmp_path))
+    first, second = user_session("lambda-role"), user_session("lambda-role")  # two instances of one function
+    assert frozen_key(first) != frozen_key(second)
+    keys = [frozen_key(arc.assume_role(parent, role_arn("Shared"), cache=store)) for parent in (first, second)]
+    assert keys[0] == keys[1] and sts_calls() == 1
+    other = frozen_key(arc.assume_role(user_session("someone-else"), role_arn("Shared"), cache=store))
+    assert other != keys[0] and sts_calls() == 2
+
+
+def test_a_chain_hop_is_keyed_by_its_parent_hop_without_get_caller_identity(proxy: FaultProxy, tmp_path: Path, sts_calls: Callable[[], int]) -> None:
+    cache = arc.JSONFileCache(tmp_path)
+    hops = [arc.assume_role(boto3.Session(), role_arn("Hop")) for _ in range(2)]  # two processes' first hops, not cached
+    assert frozen_key(hops[0]) != frozen_key(hops[1])
+    keys = [frozen_key(arc.assume_role(hop, role_arn("Target"), cache=cache)) for hop in hops]
+    assert keys[0] == keys[1] and sts_calls() == 3  # two first hops, one shared second hop
+    assert proxy.count("GetCallerIdentity") == 0
+    named = arc.assume_role(boto3.Session(), role_arn("Hop"), RoleSessionName="other-name")  # another principal
+    assert frozen_key(arc.assume_role(named, role_arn("Target"), cache=cache)) != keys[0]
+    assert proxy.count("GetCallerIdentity") == 0
+
+
+def test_get_caller_identity_is_asked_once_per_parent_access_key(proxy: FaultProxy, tmp_path: Path) -> None:
+    parent = user_session("counted")
+    for role in ("One", "Two", "Three"):
+        frozen_key(arc.assume_role(parent, role_arn(role), cache=arc.JSONFileCache(tmp_path)))
+    assert proxy.count("GetCallerIdentity") == 1
+    frozen_key(arc.assume_role(parent, role_arn("One")))  # no cache: no question
+    assert proxy.count("GetCallerIdentity") == 1
+
+
+def test_a_failing_get_caller_identity_costs_no_credentials(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            sts_calls: Callable[[], int], caplog: pytest.LogCaptureFixture) -> None:
+    with fault_proxy(aws_env, target="GetCallerIdentity") as refusing:
+        refusing.fault = ("status", 403)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", refusing.url)
+        cache = arc.JSONFileCache(tmp_path)
+        session = arc.assume_role(user_session("unidentified"), role_arn("A"), cache=cache)
+        assert frozen_key(session).startswith("ASIA")
+    assert sts_calls() == 1 and len(cache) == 0  # fetched without the cache
+    assert any("GetCallerIdentity failed" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+# -- negative caching ---------------------------------------------------------------------------
+
+
+def test_a_failed_fetch_is_recorded_and_others_raise_it_without_calling_sts(proxy: FaultProxy, clock: Any, tmp_path: Path) -> None:
+    cache = arc.JSONFileCache(tmp_path)
+    proxy.fault = ("status", 400)  # Throttling
+
+    def attempt() -> botocore.exceptions.ClientError:
+        with pytest.raises(botocore.exceptions.ClientError) as raised:
+            frozen_key(arc.assume_role(boto3.Session(), role_arn("A"), cache=cache))
+        return raised.value
+
+    first = attempt()
+    assert first.response["Error"]["Code"] == "Throttling" and proxy.count("AssumeRole") == 1
+    for _ in range(3):
+        again = attempt()  # recorded: the same code and message, no call
+        assert again.response["Error"]["Code"] == "Throttling" and again.operation_name == "AssumeRole"
+        assert again.response["Error"]["Message"] == first.response["Error"]["Message"]
+    assert proxy.count("AssumeRole") == 1
+    record = cache[next(key for key in cache if key.endswith("#failure"))]
+    assert record["Failure"] == "ClientError" and record["Count"] == 1
+    for failures, delay in ((2, 5), (3, 10), (4, 20)):  # 5 s doubling
+        clock.shift(delay - 1)
+        attempt()
+        assert proxy.count("AssumeRole") == failures - 1
+        clock.shift(1.5)
+        attempt()
+        assert proxy.count("AssumeRole") == failures
+    proxy.fault = None
+    clock.shift(41)
+    assert frozen_key(arc.assume_role(boto3.Session(), role_arn("A"), cache=cache)).startswith("ASIA")
+    assert frozen_key(arc.assume_role(boto3.Session(), role_arn("A"), cache=cache)).startswith("ASIA")
+    assert proxy.count("AssumeRole") == 5  # recovered, and shared again
+
+
+def test_holders_of_valid_credentials_keep_serving_them_while_a_failure_is_recorded(proxy: FaultProxy, clock: Any, tmp_path: Path) -> None:
+    cache = arc.JSONFileCache(tmp_path)
+    holder = arc.assume_role(boto3.Session(), role_arn("A"), cache=cache)
+    held = frozen_key(holder)
+    proxy.fault = ("status", 400)
+    clock.shift(3600 - 12 * 60)  # in the advisory window: due for refresh, still valid
+    with pytest.raises(botocore.exceptions.ClientError):
+        frozen_key(arc.assume_role(boto3.Session(), role_arn("A"), cache=cache))  # a newcomer: none to serve
+    calls = proxy.count("AssumeRole")
+    assert frozen_key(holder) == held  # static stability: the recorded failure costs the holder nothing
+    assert proxy.count("AssumeRole") == calls  # and it did not call STS again
+
+
+def test_a_recorded_failure_that_is_not_a_client_error_keeps_its_type_name_and_message(aws_env: str) -> None:
+    cache: dict[str, Any] = {}
+    calls: list[int] = []
+
+    def fetch() -> dict[str, str]:
+        calls.append(1)
+        raise ValueError("the broker said no")
+
+    for _ in range(3):
+        with pytest.raises(botocore.exceptions.CredentialRetrievalError if calls else ValueError) as raised:
+            arc.refreshable_session(fetch, cache=cache, cache_key="broker").get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+        assert "the broker said no" in str(raised.value)
+    assert "ValueError" in str(raised.value) and len(calls) == 1
+
+
+def test_twenty_four_processes_make_a_handful_of_calls_while_sts_refuses(proxy: FaultProxy, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    proxy.fault = ("status", 400)
+    spec = {**store_spec("redis-sealed", request, tmp_path), "operation_timeout": 10.0}  # a loaded machine: no store timeouts
+    outcomes = run_fleet(spec, role_arn("Refused"), hosts=3, per_host=8, home=tmp_path, worker_script=FAILING_WORKER)
+    assert outcomes == ["ClientError Throttling"] * 24  # the recorded error, code preserved
+    assert 1 <= proxy.count("AssumeRole") <= 3, proxy.count("AssumeRole")
+
+
+# -- a failing store within one refresh ------------------------------------------------------------
+
+
+class CountingBrokenStore(dict[str, Any]):
+    """A dict-like store whose reads hang up (a store that fails); counts what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.append("read")
+        raise TimeoutError("store did not answer")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.asked.append("write")
+
+    def lock(self, key: str) -> Any:
+        self.asked.append("lock")
+        return contextlib.nullcontext(True)
+
+
+def test_after_a_store_failure_a_refresh_asks_it_nothing_more(parent: boto3.Session, sts_calls: Callable[[], int]) -> None:
+    store = CountingBrokenStore()
+    assert frozen_key(arc.assume_role(parent, role_arn("A"), cache=store)).startswith("ASIA")
+    assert store.asked == ["read"] and sts_calls() == 1
+
+
+def test_an_expired_failure_record_in_a_store_without_ttl_starts_the_backoff_over(aws_env: str, clock: Any) -> None:
+    cache: dict[str, Any] = {}  # a dict keeps what it is given
+
+    def fetch() -> dict[str, str]:
+        raise TimeoutError("the broker did not answer")
+
+    def fail_once() -> int:
+        with pytest.raises(TimeoutError):
+            arc.refreshable_session(fetch, cache=cache, cache_key="broker").get_credentials().get_frozen_credentials()  # type: ignore[union-attr]
+        return int(cache["broker#failure"]["Count"])
+
+    assert fail_once() == 1
+    clock.shift(6)  # past the retry time, within the record's life: the count goes on
+    assert fail_once() == 2
+    clock.shift(31)  # past the record's expiration (retry time 10 s + 10 s)
+    assert fail_once() == 1

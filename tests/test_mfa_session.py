@@ -20,7 +20,7 @@ import pytest
 import time_machine
 
 import assume_role_chain as arc
-from tests.conftest import ACCOUNT, SentRequests, role_arn
+from tests.conftest import ACCOUNT, SentRequests, role_arn, user_session
 from tests.hardening import Emissions, Secrets, assert_no_leaks, captured
 
 SERIAL = "arn:aws:iam::123456789012:mfa/daily-user"
@@ -92,7 +92,7 @@ def test_the_cache_is_per_parent_and_device(parent: boto3.Session, tmp_path: Pat
     cache = arc.JSONFileCache(tmp_path / "cache")
     arc.get_credentials(arc.mfa_session(parent, SERIAL, TokenCode="135790", cache=cache))
     arc.get_credentials(arc.mfa_session(parent, SERIAL + "-other", TokenCode="135790", cache=cache))
-    other_user = boto3.Session(aws_access_key_id="AKIAOTHERUSEREXAMPLE", aws_secret_access_key="other-secret-never-printed")
+    other_user = user_session("mfa-other-user")  # another principal (GetCallerIdentity tells them apart)
     arc.get_credentials(arc.mfa_session(other_user, SERIAL, TokenCode="135790", cache=cache))
     arc.get_credentials(arc.mfa_session(parent, SERIAL, mfa_token_provider=["false"], cache=cache))
     assert session_token_calls() == 3

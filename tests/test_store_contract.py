@@ -29,21 +29,46 @@ ENTRY = {
 Pair = tuple[Any, Any]  # two handles on one backing store
 
 
-def file_stores(tmp_path: Path) -> Pair:
+def file_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
     return arc.JSONFileCache(tmp_path / "cache", lock_timeout=0.3), arc.JSONFileCache(tmp_path / "cache", lock_timeout=0.3)
 
 
-def dict_stores(tmp_path: Path) -> Pair:
+def dict_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
     shared: dict[str, Any] = {}
     return arc._as_store(shared), arc._as_store(shared)
 
 
-STORES: dict[str, Callable[[Path], Pair]] = {"json-file": file_stores, "dict": dict_stores}
+# A fleet store's lock_timeout is both how long a waiter waits and the lease of a
+# holder (a dead holder blocks the others at most that long): the first handle
+# holds with a long lease, the second waits briefly.
+
+
+def redis_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
+    url = request.getfixturevalue("redis_url")
+    return arc.RedisCache.from_url(url, lock_timeout=30), arc.RedisCache.from_url(url, lock_timeout=0.3)
+
+
+def sealed_redis_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
+    url, key = request.getfixturevalue("redis_url"), bytes(range(32))
+    return (arc.RedisCache.from_url(url, encryption_key=key, lock_timeout=30),
+            arc.RedisCache.from_url(url, encryption_key=key, lock_timeout=0.3))
+
+
+def dynamodb_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
+    request.getfixturevalue("aws_env")
+    arc.DynamoDBCache.create_table("contract")
+    return arc.DynamoDBCache("contract", lock_timeout=30), arc.DynamoDBCache("contract", lock_timeout=0.3)
+
+
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Pair]] = {
+    "json-file": file_stores, "dict": dict_stores,
+    "redis": redis_stores, "redis-sealed": sealed_redis_stores, "dynamodb": dynamodb_stores,
+}
 
 
 @pytest.fixture(params=list(STORES))
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
-    first, second = STORES[request.param](tmp_path)
+    first, second = STORES[request.param](request, tmp_path)
     return arc._as_store(first), arc._as_store(second)
 
 
@@ -97,7 +122,7 @@ def _try_lock(store: Any, key: str) -> bool:
 
 @pytest.fixture(params=list(STORES))
 def cache_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
-    first, second = STORES[request.param](tmp_path)
+    first, second = STORES[request.param](request, tmp_path)
     unwrap: Callable[[Any], Any] = lambda store: getattr(store, "mapping", store)  # noqa: E731
     return unwrap(first), unwrap(second)
 
