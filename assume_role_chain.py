@@ -2347,11 +2347,11 @@ class _FixedProvider(botocore.credentials.CredentialProvider):
     METHOD = "assume-role-chain"
     CANONICAL_NAME = "custom-assume-role-chain"
 
-    def __init__(self, credentials: _RefreshingCredentials) -> None:
+    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
         super().__init__()
         self._credentials = credentials
 
-    def load(self) -> _RefreshingCredentials:
+    def load(self) -> botocore.credentials.Credentials:
         return self._credentials
 
 
@@ -2865,19 +2865,30 @@ class _AssumeRoleSource(_STSSource):
         return self._cache_key("assume-role", self._key_params())
 
     def fetch(self) -> JSONDict:
-        params = dict(self._params)
-        if self._automatic_name:
-            params["RoleSessionName"] = f"assume-role-chain-{int(self._clock().timestamp())}"
-        if self._mfa is not None:
-            params["TokenCode"] = self._mfa.code()
-        response = self._sts().assume_role(**params)
+        code = self._mfa.code() if self._mfa is not None else None
+        response = self._sts().assume_role(**_assume_role_request(self._params, self._automatic_name, self._clock, code))
         if self._mfa is not None:
             self._mfa.used()
-        credentials: JSONDict = dict(response["Credentials"])
-        account = response.get("AssumedRoleUser", {}).get("Arn", "").split(":")
-        if len(account) > 4 and account[4]:
-            credentials["AccountId"] = account[4]
-        return credentials
+        return _assume_role_credentials(response)
+
+
+def _assume_role_request(params: Mapping[str, Any], automatic_name: bool, clock: Clock, token_code: str | None) -> JSONDict:
+    """The AssumeRole arguments of one fetch: a fresh generated session name, the MFA code if any."""
+    request = dict(params)
+    if automatic_name:
+        request["RoleSessionName"] = f"assume-role-chain-{int(clock().timestamp())}"
+    if token_code is not None:
+        request["TokenCode"] = token_code
+    return request
+
+
+def _assume_role_credentials(response: Mapping[str, Any]) -> JSONDict:
+    """The credentials of an AssumeRole answer, with the account id its role ARN names."""
+    credentials: JSONDict = dict(response["Credentials"])
+    account = response.get("AssumedRoleUser", {}).get("Arn", "").split(":")
+    if len(account) > 4 and account[4]:
+        credentials["AccountId"] = account[4]
+    return credentials
 
 
 class _SessionTokenSource(_STSSource):

@@ -207,12 +207,9 @@ class _AioAssumeRoleSource(_LoopBound):
 
     async def _assume_role(self, token_code: str | None) -> JSONDict:
         client = await self._sts()
-        params = dict(self._params)
-        if self._automatic_name:
-            params["RoleSessionName"] = f"assume-role-chain-{int(self._clock().timestamp())}"
-        if token_code is not None:
-            params["TokenCode"] = token_code
-        response: JSONDict = await client.assume_role(**params)
+        response: JSONDict = await client.assume_role(
+            **_arc._assume_role_request(self._params, self._automatic_name, self._clock, token_code)
+        )
         return response
 
     # -- the synchronous protocol, called by _CachedSource.obtain() in a worker thread --
@@ -225,11 +222,7 @@ class _AioAssumeRoleSource(_LoopBound):
         response = self._on_loop(self._assume_role(code))
         if self._mfa is not None:
             self._mfa.used()
-        credentials: JSONDict = dict(response["Credentials"])
-        account = response.get("AssumedRoleUser", {}).get("Arn", "").split(":")
-        if len(account) > 4 and account[4]:
-            credentials["AccountId"] = account[4]
-        return credentials
+        return _arc._assume_role_credentials(response)
 
 
 class _AioFunctionSource(_LoopBound):
@@ -405,17 +398,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_flights_in_child)
 
 
-class _AioProvider(botocore.credentials.CredentialProvider):
-    """Hands aiobotocore our credentials object through its resolver."""
+class _AioProvider(_arc._FixedProvider):
+    """Hands aiobotocore our credentials object through its resolver, which awaits ``load``."""
 
-    METHOD = "assume-role-chain"
-    CANONICAL_NAME = "custom-assume-role-chain"
-
-    def __init__(self, credentials: _AioRefreshingCredentials) -> None:
-        super().__init__()
-        self._credentials = credentials
-
-    async def load(self) -> _AioRefreshingCredentials:  # aiobotocore awaits it
+    async def load(self) -> botocore.credentials.Credentials:  # type: ignore[override]
         return self._credentials
 
 

@@ -1370,19 +1370,15 @@ def _with_flag_names(message: str) -> str:
 class _ArgumentParser(argparse.ArgumentParser):
     """Bad arguments become one IoTConfigError line, like every other error, values redacted."""
 
-    _argv: Sequence[str] = ()
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_args(self._argv, namespace)
+    argv: Sequence[str] = ()  # what was typed, for the redaction: set by _parse_command_line
 
     def error(self, message: str) -> Any:
         from assume_role_chain import _redact_values
 
-        raise IoTConfigError(f"bad arguments: {_redact_values(message, self._argv)}")
+        raise IoTConfigError(f"bad arguments: {_redact_values(message, self.argv)}")
 
 
-def _argument_parser() -> argparse.ArgumentParser:
+def _argument_parser() -> _ArgumentParser:
     parser = _ArgumentParser(
         prog="python -m iot_x509",
         description="Print AWS credential_process JSON obtained with an AWS IoT certificate.",
@@ -1416,9 +1412,10 @@ def _slot_number(text: str) -> int:
         raise argparse.ArgumentTypeError("must be a whole number") from None
 
 
-def _parse_command_line(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+def _parse_command_line(argv: Sequence[str] | None, parser: _ArgumentParser | None = None) -> argparse.Namespace:
     parser = parser or _argument_parser()
-    args = parser.parse_args(argv)
+    parser.argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(parser.argv)
     if (args.key is None) == (args.pkcs11_lib is None):
         parser.error("give exactly one of --key and --pkcs11-lib")
     return args
@@ -1446,7 +1443,7 @@ def credential_process_json(credentials: Mapping[str, Any]) -> str:
     })
 
 
-def _serve_argument_parser() -> argparse.ArgumentParser:
+def _serve_argument_parser() -> _ArgumentParser:
     parser = _argument_parser()
     parser.prog += " serve"
     parser.description = "Serve the device's AWS credentials on a local container-credentials endpoint (127.0.0.1)."
