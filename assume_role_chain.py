@@ -3401,6 +3401,20 @@ def assume_role_chain(
     unless a hop's mapping overrides them. Each hop's
     ``assume_role_parent_session`` is the previous hop.
     """
+    hops = _chain_hops(roles, common)
+    current = session
+    for hop in hops:
+        role_arn = hop.pop("RoleArn")
+        current = assume_role(current, role_arn, **hop)
+    return current
+
+
+def _chain_hops(roles: Any, common: Mapping[str, Any]) -> list[JSONDict]:
+    """Each hop's :func:`assume_role` arguments (with ``RoleArn``), all of them checked first.
+
+    Shared by the sync and asyncio ``assume_role_chain``: ``common`` applies to
+    every hop unless a hop's mapping overrides it.
+    """
     if isinstance(roles, (str, bytes)) or not isinstance(roles, Sequence) or not roles:
         raise _invalid("Invalid roles: must be a non-empty list of RoleArn strings or mappings")
     if "Tags" in common:
@@ -3417,11 +3431,7 @@ def assume_role_chain(
         unknown = sorted(set(hop) - _assume_role_parameters())
         if unknown:
             raise _invalid(*(f"Invalid roles[{index}]: unknown argument {name!r} for assume_role" for name in unknown))
-    current = session
-    for hop in hops:
-        role_arn = hop.pop("RoleArn")
-        current = assume_role(current, role_arn, **hop)
-    return current
+    return hops
 
 
 def _assume_role_parameters() -> set[str]:

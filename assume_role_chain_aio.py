@@ -542,22 +542,7 @@ def assume_role(parent: AsyncParent, RoleArn: str | Mapping[str, Any], **kwargs:
 
 def assume_role_chain(parent: AsyncParent, roles: Sequence[str | Mapping[str, Any]], **common: Any) -> Any:
     """Assume each role in turn (see :func:`assume_role_chain.assume_role_chain`); the last hop's session."""
-    if isinstance(roles, (str, bytes)) or not isinstance(roles, Sequence) or not roles:
-        raise _arc._invalid("Invalid roles: must be a non-empty list of RoleArn strings or mappings")
-    if "Tags" in common:
-        common = {**common, "Tags": _arc._materialised(common["Tags"])}
-    hops: list[JSONDict] = []
-    for index, role in enumerate(roles):
-        if isinstance(role, str):
-            hops.append({**common, "RoleArn": role})
-        elif isinstance(role, Mapping) and "RoleArn" in role:
-            hops.append({**common, **role})
-        else:
-            raise _arc._invalid(f"Invalid roles[{index}]: must be a RoleArn string or a mapping with RoleArn")
-    for index, hop in enumerate(hops):
-        unknown = sorted(set(hop) - _arc._assume_role_parameters())
-        if unknown:
-            raise _arc._invalid(*(f"Invalid roles[{index}]: unknown argument {name!r} for assume_role" for name in unknown))
+    hops = _arc._chain_hops(roles, common)
     current: Any = parent
     for hop in hops:
         role_arn = hop.pop("RoleArn")
