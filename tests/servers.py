@@ -77,15 +77,11 @@ def http_answer(status: int | bytes, headers: list[tuple[bytes, bytes]], body: b
     return status_line + b"\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
 
 
-class RefusingSTS:
-    """An HTTP endpoint answering every request with an STS ``AccessDenied`` error."""
-
-    BODY = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRole</Message></Error>"
-            b"<RequestId>refused</RequestId></ErrorResponse>")
+class LocalSTS:
+    """An HTTP endpoint on 127.0.0.1 for STS: every POST gets what :meth:`answer` returns."""
 
     def __init__(self) -> None:
-        body = self.BODY
+        endpoint = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -93,7 +89,8 @@ class RefusingSTS:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(403)
+                status, body = endpoint.answer()
+                self.send_response(status)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -107,9 +104,23 @@ class RefusingSTS:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def answer(self) -> tuple[int, bytes]:
+        raise NotImplementedError
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class RefusingSTS(LocalSTS):
+    """An HTTP endpoint answering every request with an STS ``AccessDenied`` error."""
+
+    BODY = (b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+            b"<Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRole</Message></Error>"
+            b"<RequestId>refused</RequestId></ErrorResponse>")
+
+    def answer(self) -> tuple[int, bytes]:
+        return 403, self.BODY
 
 
 def closed_port() -> int:

@@ -8,12 +8,10 @@ forged error lines, a closed stdout, and a real shell evaluating ``--env``.
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 
 import assume_role_chain as arc
 from tests.conftest import role_arn
+from tests.servers import LocalSTS
 
 SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
 GOOD = {
@@ -38,34 +37,13 @@ def xml_text(value: str) -> str:
     return escaped.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
 
 
-class StubSTS:
+class StubSTS(LocalSTS):
     """An STS endpoint on 127.0.0.1 answering AssumeRole with the credentials or error a test sets."""
 
     def __init__(self) -> None:
         self.credentials = dict(GOOD)
         self.error: tuple[str, str] | None = None  # (Code, Message)
-        stub = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, body = stub.answer()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__()
 
     def answer(self) -> tuple[int, bytes]:
         if self.error is not None:
@@ -83,10 +61,6 @@ class StubSTS:
             "<AssumedRoleId>AROASTUBEXAMPLE:stub</AssumedRoleId></AssumedRoleUser>"
             "</AssumeRoleResult><ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata></AssumeRoleResponse>"
         ).encode()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
