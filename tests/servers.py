@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,24 +21,21 @@ import pytest
 # ---------------------------------------------------------------------------
 
 
-class RawResponder:
-    """Mutual-TLS server on 127.0.0.1: reads one request head, sends ``answer`` verbatim, closes.
+_Loop = TypeVar("_Loop", bound="AcceptLoop")
 
-    ``stall`` makes it send nothing until :meth:`stop` (or 10 s).
-    """
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self.context = context
-        self.answer = b""
-        self.stall = False
+class AcceptLoop:
+    """A TCP server on 127.0.0.1 and a free port: :meth:`_handle` serves each connection in a thread."""
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.port = int(self.sock.getsockname()[1])
 
-    @property
-    def endpoint(self) -> str:
-        return f"localhost:{self.sock.getsockname()[1]}"
+    def start(self: _Loop) -> _Loop:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
 
     def stop(self) -> None:
         self._stop.set()
@@ -51,6 +48,27 @@ class RawResponder:
             except (TimeoutError, OSError):
                 continue
             threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class RawResponder(AcceptLoop):
+    """Mutual-TLS server on 127.0.0.1: reads one request head, sends ``answer`` verbatim, closes.
+
+    ``stall`` makes it send nothing until :meth:`stop` (or 10 s).
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.answer = b""
+        self.stall = False
+        super().__init__()
+        self.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"localhost:{self.port}"
 
     def _handle(self, raw: socket.socket) -> None:
         raw.settimeout(10)

@@ -30,6 +30,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from tests.servers import AcceptLoop
+
 # --------------------------------------------------------------------------
 # PKI
 # --------------------------------------------------------------------------
@@ -337,7 +339,7 @@ class IoTWorld:
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-class WebSocketMqttStandIn:
+class WebSocketMqttStandIn(AcceptLoop):
     """TLS WebSocket endpoint that records the upgrade request and answers CONNECT.
 
     It reads the client's first frame (MQTT CONNECT) and answers CONNACK
@@ -347,28 +349,9 @@ class WebSocketMqttStandIn:
     def __init__(self, pki: TestPKI) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         pki.server_ca.issue_cert("localhost", "127.0.0.1").configure_cert(self.ctx)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
         self.connects: list[bytes] = []
-        self._stop = threading.Event()
-
-    def start(self) -> WebSocketMqttStandIn:
-        self.sock.settimeout(0.2)
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+        super().__init__()
 
     def _handle(self, raw: socket.socket) -> None:
         raw.settimeout(10)
@@ -455,38 +438,19 @@ def negotiated_version(port: int, pki: TestPKI) -> str | None:
         return tls.version()
 
 
-class Tls10Server:
+class Tls10Server(AcceptLoop):
     """Speaks only TLS 1.0; answers a credentials GET with (fake) credentials and
     an MQTT CONNECT with CONNACK, so that a client accepting TLS 1.0 would succeed."""
 
     def __init__(self, pki: TestPKI) -> None:
         self.ctx = tls10_server_context(pki)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
         self.handshakes: list[str] = []  # versions of the handshakes that completed
         self.answered: list[str] = []  # "http" or "mqtt"
-        self._stop = threading.Event()
-
-    def start(self) -> Tls10Server:
-        self.sock.settimeout(0.2)
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
+        super().__init__()
 
     def reset(self) -> None:
         self.handshakes.clear()
         self.answered.clear()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
 
     def _handle(self, raw: socket.socket) -> None:
         raw.settimeout(10)
