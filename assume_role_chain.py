@@ -1143,12 +1143,13 @@ class _CachedSource:
 # schedule, nor to reach the botocore session behind a boto3 session. These
 # are the private names this module relies on, each used only in this
 # section. Each was checked on botocore 1.31.57 (the floor, tested in CI)
-# and on the newest release (1.44.x).
+# and on the newest release (1.44.x); the aiobotocore hook on aiobotocore 2.25.1.
 #
 # | private name                                       | why                                                  |
 # |----------------------------------------------------|------------------------------------------------------|
 # | boto3.Session._session                             | the botocore session behind a boto3 session          |
 # | RefreshableCredentials._refresh()                  | botocore calls it before every read: our one hook    |
+# | AioRefreshableCredentials._refresh() (aiobotocore) | the asyncio shell's one hook (assume_role_chain_aio) |
 # | ._access_key, ._secret_key, ._token,               | what botocore's properties and                       |
 # |   ._account_id (1.35+), ._frozen_credentials       |   get_frozen_credentials() return                    |
 # | ._expiry_time                                      | botocore's record of the expiry (also read for       |
