@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -263,3 +264,20 @@ def second_moto() -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(10)
+
+
+def read_until(fd: int, *markers: bytes, timeout: float = 60) -> bytes:
+    """Read a pty until one of ``markers`` appears or the child closes it (no marker: until it closes)."""
+    data = b""
+    while not any(marker in data for marker in markers):
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"none of {markers!r} in {data!r}")
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data

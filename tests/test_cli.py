@@ -8,7 +8,6 @@ import logging
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import urllib.parse
@@ -20,7 +19,7 @@ import boto3
 import pytest
 
 import assume_role_chain as arc
-from tests.conftest import role_arn
+from tests.conftest import read_until, role_arn
 
 SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
 SERIAL = "arn:aws:iam::123456789012:mfa/cli-user"
@@ -258,31 +257,15 @@ def test_mfa_code_from_a_real_terminal(aws_env: str) -> None:
         os.execv(SCRIPT, [SCRIPT, role_arn("A"), "--SerialNumber", SERIAL])
     output = b""
     try:
-        output += read_terminal(fd, b"MFA code for " + SERIAL.encode())
+        output += read_until(fd, b"MFA code for " + SERIAL.encode())
         os.write(fd, b"246810\n")
-        output += read_terminal(fd)
+        output += read_until(fd)
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, output
     assert b"AWS_ACCESS_KEY_ID=ASIA" in output
     assert b"246810" not in output, "the code is not echoed"
-
-
-def read_terminal(fd: int, marker: bytes | None = None, timeout: float = 60) -> bytes:
-    """Read the terminal until ``marker`` appears, or until the child closes it."""
-    data = b""
-    while marker is None or marker not in data:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"{marker!r} not in {data!r}"
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_credential_process_output_is_cached_by_default(aws_env: str, tmp_path: Path, sts_calls: Callable[[], int]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import sys
 import textwrap
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import pytest
 import time_machine
 
 import assume_role_chain as arc
-from tests.conftest import SentRequests, role_arn
+from tests.conftest import SentRequests, read_until, role_arn
 from tests.faults import at
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
@@ -162,23 +161,6 @@ def test_prompts_on_a_terminal_when_a_new_code_is_needed(aws_env: str, tmp_path:
     assert os.waitstatus_to_exitcode(status) == 0, output
     assert b"REFRESHED" in output
     assert b"222222" not in output, "getpass does not echo the code"
-
-
-def read_until(fd: int, *markers: bytes, timeout: float = 60) -> bytes:
-    """Read the terminal until one of ``markers`` appears or the child closes it."""
-    data = b""
-    while not any(marker in data for marker in markers):
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"none of {markers!r} in {data!r}")
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_cli_mfa_options(aws_env: str, capsys: pytest.CaptureFixture[str], scripts: Callable[[str], list[str]], tmp_path: Path) -> None:
