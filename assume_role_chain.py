@@ -3953,6 +3953,7 @@ class _CredentialsHTTPServer(http.server.ThreadingHTTPServer):
     """The HTTP server behind :class:`CredentialsServer` (one thread per request)."""
 
     daemon_threads = True
+    request_queue_size = 128  # http.server's 5 drops connections when many tools start together
 
     def __init__(self, address: tuple[str, int], session: boto3.Session, token: str) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

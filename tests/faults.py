@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import assume_role_chain as arc
+from tests.servers import LocalHTTPServer
 
 Fault = Any
 
@@ -65,8 +66,7 @@ class FaultProxy:
         self.burst: int | None = None  # fault only the next n target requests
         self._release = threading.Event()
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = LocalHTTPServer(self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property

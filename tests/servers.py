@@ -24,6 +24,18 @@ import pytest
 _Loop = TypeVar("_Loop", bound="AcceptLoop")
 
 
+class LocalHTTPServer(http.server.ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 for many clients at once: a thread per request, and a
+    listen backlog deep enough for a fleet of worker processes connecting together
+    (http.server's default of 5 drops handshakes, which clients see as closed connections)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+
+
 class AcceptLoop:
     """A TCP server on 127.0.0.1 and a free port: :meth:`_handle` serves each connection in a thread."""
 
@@ -114,8 +126,7 @@ class LocalSTS:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = LocalHTTPServer(Handler)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property

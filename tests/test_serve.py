@@ -260,6 +260,34 @@ def test_serve_prints_exports_and_stops_cleanly_on_a_signal(aws_env: str, stop: 
         get(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], {"Authorization": variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]})
 
 
+def test_sixty_four_clients_connecting_while_the_server_is_paused_are_all_answered(aws_env: str) -> None:
+    """Many tools start together (a container's entrypoint, a test matrix): connections that
+    arrive before the server accepts wait in the kernel's queue instead of being dropped."""
+    server = subprocess.Popen([SCRIPT, "serve", role_arn("A")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clients: list[http.client.HTTPConnection] = []
+    try:
+        assert server.stdout is not None
+        variables = dict(shlex.split(server.stdout.readline())[1].split("=", 1) for _ in range(2))
+        url = urllib.parse.urlsplit(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+        server.send_signal(signal.SIGSTOP)  # nothing is accepted: every connection waits in the backlog
+        for _ in range(64):
+            clients.append(http.client.HTTPConnection(url.hostname or "", url.port, timeout=2))
+            clients[-1].connect()  # a full backlog drops the handshake: this times out
+        server.send_signal(signal.SIGCONT)
+        answers = []
+        for client in clients:
+            client.request("GET", url.path, headers={"Authorization": variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]})
+            response = client.getresponse()
+            answers.append((response.status, json.loads(response.read())["AccessKeyId"]))
+    finally:
+        for client in clients:
+            client.close()
+        server.send_signal(signal.SIGCONT)
+        server.terminate()
+        server.communicate(timeout=30)
+    assert len({key for _, key in answers}) == 1 and [status for status, _ in answers] == [200] * 64
+
+
 def test_exec_exits_with_the_child_status_and_stops_serving(aws_env: str) -> None:
     child = "import os, sys; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI']); sys.exit(7)"
     result = run_serve(role_arn("A"), "--exec", "--", sys.executable, "-c", child)
