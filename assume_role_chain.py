@@ -60,7 +60,6 @@ import functools
 import getpass
 import hashlib
 import hmac
-import http.server
 import inspect
 import ipaddress
 import json
@@ -73,7 +72,6 @@ import secrets
 import shlex
 import signal
 import socket
-import socketserver
 import stat
 import subprocess
 import sys
@@ -3949,84 +3947,107 @@ def _container_credentials(session: boto3.Session) -> JSONDict:
     return body
 
 
-class _CredentialsHTTPServer(http.server.ThreadingHTTPServer):
-    """The HTTP server behind :class:`CredentialsServer` (one thread per request)."""
+class _EndpointServer(Protocol):
+    """What :class:`CredentialsServer` uses of the HTTP server behind it."""
 
-    daemon_threads = True
-    request_queue_size = 128  # http.server's 5 drops connections when many tools start together
+    url: str
+    token: bytes
 
-    def __init__(self, address: tuple[str, int], session: boto3.Session, token: str) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _CredentialsRequestHandler)
-        self.session = session
-        self.token = token.encode("ascii")
-        self.path = f"/credentials/{secrets.token_urlsafe(16)}"
-        host = f"[{address[0]}]" if ":" in address[0] else address[0]
-        port = self.server_address[1]
-        self.url = f"http://{host}:{port}{self.path}"
-        self.hosts = {f"{host}:{port}", f"localhost:{port}"} | ({host, "localhost"} if port == 80 else set())
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the address up in DNS (getfqdn); nothing needs the name.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "localhost", self.server_address[1]
+    def serve_forever(self, poll_interval: float = ...) -> None: ...
+    def shutdown(self) -> None: ...
+    def server_close(self) -> None: ...
 
 
-class _CredentialsRequestHandler(http.server.BaseHTTPRequestHandler):
-    """Answers GET on the one path with credentials; anything else gets 403 and no body."""
+@functools.cache
+def _endpoint_server_class() -> Callable[[tuple[str, int], boto3.Session, str], _EndpointServer]:
+    """The HTTP server class behind :class:`CredentialsServer`, made on first use.
 
-    server: _CredentialsHTTPServer
-    server_version = "assume-role-chain"
-    sys_version = ""
-    timeout = _REQUEST_TIMEOUT
+    ``http.server`` is imported here, not at module level: it is the one
+    standard-library module the library would add to a Lambda's cold start,
+    and most programs never serve credentials.
+    """
+    import http.server
+    import socketserver
 
-    def do_GET(self) -> None:
-        if not self._authorised():
+    class Server(http.server.ThreadingHTTPServer):
+        """The HTTP server behind :class:`CredentialsServer` (one thread per request)."""
+
+        daemon_threads = True
+        request_queue_size = 128  # http.server's 5 drops connections when many tools start together
+
+        def __init__(self, address: tuple[str, int], session: boto3.Session, token: str) -> None:
+            self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+            super().__init__(address, RequestHandler)
+            self.session = session
+            self.token = token.encode("ascii")
+            self.path = f"/credentials/{secrets.token_urlsafe(16)}"
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            port = self.server_address[1]
+            self.url = f"http://{host}:{port}{self.path}"
+            self.hosts = {f"{host}:{port}", f"localhost:{port}"} | ({host, "localhost"} if port == 80 else set())
+
+        def server_bind(self) -> None:
+            # HTTPServer.server_bind would look the address up in DNS (getfqdn); nothing needs the name.
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = "localhost", self.server_address[1]
+
+    class RequestHandler(http.server.BaseHTTPRequestHandler):
+        """Answers GET on the one path with credentials; anything else gets 403 and no body."""
+
+        server: Server
+        server_version = "assume-role-chain"
+        sys_version = ""
+        timeout = _REQUEST_TIMEOUT
+
+        def do_GET(self) -> None:
+            if not self._authorised():
+                self._answer(403)
+                return
+            try:
+                body = json.dumps(_container_credentials(self.server.session)).encode()
+            except Exception as error:
+                logger.warning("credentials endpoint: no credentials to serve: %s: %s", type(error).__name__, _one_line(error))
+                self._answer(500)
+                return
+            self._answer(200, body)
+
+        def _refuse(self) -> None:
             self._answer(403)
-            return
-        try:
-            body = json.dumps(_container_credentials(self.server.session)).encode()
-        except Exception as error:
-            logger.warning("credentials endpoint: no credentials to serve: %s: %s", type(error).__name__, _one_line(error))
-            self._answer(500)
-            return
-        self._answer(200, body)
 
-    def _refuse(self) -> None:
-        self._answer(403)
+        do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
+        def _authorised(self) -> bool:
+            """Path, Host and token all right (all three are checked, whatever the first says)."""
+            tokens = self.headers.get_all("Authorization") or []
+            given = tokens[0].encode("utf-8", "surrogateescape") if len(tokens) == 1 else b""
+            token_ok = hmac.compare_digest(given, self.server.token)
+            host_ok = (self.headers.get("Host") or "").lower() in self.server.hosts
+            path_ok = self.path == self.server.path
+            return token_ok and host_ok and path_ok and len(tokens) == 1
 
-    def _authorised(self) -> bool:
-        """Path, Host and token all right (all three are checked, whatever the first says)."""
-        tokens = self.headers.get_all("Authorization") or []
-        given = tokens[0].encode("utf-8", "surrogateescape") if len(tokens) == 1 else b""
-        token_ok = hmac.compare_digest(given, self.server.token)
-        host_ok = (self.headers.get("Host") or "").lower() in self.server.hosts
-        path_ok = self.path == self.server.path
-        return token_ok and host_ok and path_ok and len(tokens) == 1
+        def _answer(self, status: int, body: bytes = b"") -> None:
+            self.send_response(status)
+            self.send_header("Cache-Control", "no-store")
+            if body:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
 
-    def _answer(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Cache-Control", "no-store")
-        if body:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            # Malformed or unsupported requests: the status alone, no page that echoes the request.
+            self.close_connection = True
+            self._answer(code)
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # Malformed or unsupported requests: the status alone, no page that echoes the request.
-        self.close_connection = True
-        self._answer(code)
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # Neither the path nor any header (the token is one) is logged.
+            logger.debug("credentials endpoint: %s -> %s", _one_line(self.command or "(unreadable request)")[:20], int(code) if isinstance(code, int) else code)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Neither the path nor any header (the token is one) is logged.
-        logger.debug("credentials endpoint: %s -> %s", _one_line(self.command or "(unreadable request)")[:20], int(code) if isinstance(code, int) else code)
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # http.server's own lines would show the request line
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # http.server's own lines would show the request line
+    return Server
 
 
 class CredentialsServer:
@@ -4040,7 +4061,7 @@ class CredentialsServer:
     url: str
     token: str
 
-    def __init__(self, server: _CredentialsHTTPServer) -> None:
+    def __init__(self, server: _EndpointServer) -> None:
         self._server = server
         self.url = server.url
         self.token = server.token.decode("ascii")
@@ -4092,7 +4113,7 @@ def serve_credentials(
     fresh random one. Returns a :class:`CredentialsServer` (a context manager).
     """
     address = _check_serve_arguments(session, host, port, token)
-    server = _CredentialsHTTPServer((address, port), session, token or secrets.token_urlsafe(32))
+    server = _endpoint_server_class()((address, port), session, token or secrets.token_urlsafe(32))
     return CredentialsServer(server)
 
 
