@@ -1861,6 +1861,7 @@ def _jsonable(value: Any) -> Any:
 
 _POLL_FIRST = 0.02
 _POLL_CAP = 0.25
+_OPERATION_TIMEOUT = 1.0  # seconds a fleet store may take per operation before it counts as down
 _SEAL_CONTEXT = b"assume-role-chain fleet entry v1\x00"
 _REDIS_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _DYNAMODB_TTL_ATTRIBUTE = "expires_at"
@@ -2089,8 +2090,8 @@ class RedisCache(_FleetCache):
         *,
         prefix: str = "assume-role-chain:",
         encryption_key: bytes | None = None,
-        lock_timeout: float = 30.0,
-        operation_timeout: float = 1.0,
+        lock_timeout: float = _LOCK_TIMEOUT,
+        operation_timeout: float = _OPERATION_TIMEOUT,
     ) -> None:
         problems = _Problems()
         if not all(callable(getattr(client, name, None)) for name in ("get", "set", "delete", "eval", "scan_iter")):
@@ -2104,38 +2105,30 @@ class RedisCache(_FleetCache):
         self.prefix = prefix
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str = "assume-role-chain:",
-        encryption_key: bytes | None = None,
-        lock_timeout: float = 30.0,
-        operation_timeout: float = 1.0,
-    ) -> RedisCache:
+    def from_url(cls, url: str, **keywords: Any) -> RedisCache:
         """Connect to ``redis://``, ``rediss://`` or ``unix://`` ``url`` (needs the ``redis`` package).
 
-        The client's socket and connect timeouts are ``operation_timeout`` and it
-        does not retry: an unreachable store costs at most that long per operation.
+        ``keywords`` are the class's (``prefix``, ``encryption_key``,
+        ``lock_timeout``, ``operation_timeout``). The client's socket and connect
+        timeouts are ``operation_timeout`` and it does not retry: an unreachable
+        store costs at most that long per operation. Nothing connects before the
+        first operation, so every argument is checked first.
         """
-        problems = _Problems()
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            problems = _Problems()
             problems.add("url", "must be a redis://, rediss:// or unix:// URL")
-        _check_fleet_options(problems, encryption_key, lock_timeout, operation_timeout)
-        problems.raise_if_any()
+            problems.raise_if_any()
         try:
             import redis
             import redis.backoff
             import redis.retry
         except ImportError as error:
             raise ImportError("RedisCache.from_url needs the 'redis' package: pip install 'assume-role-chain[fleet]'") from error
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=operation_timeout,
-            socket_connect_timeout=operation_timeout,
-            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        timeout = keywords.get("operation_timeout", _OPERATION_TIMEOUT)
+        client = redis.Redis.from_url(  # checks nothing and connects on first use: the class checks the values
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
         )
-        return cls(client, prefix=prefix, encryption_key=encryption_key, lock_timeout=lock_timeout, operation_timeout=operation_timeout)
+        return cls(client, **keywords)
 
     def __repr__(self) -> str:
         settings = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", None) or {}
@@ -2187,8 +2180,8 @@ class DynamoDBCache(_FleetCache):
         *,
         session: boto3.Session | None = None,
         encryption_key: bytes | None = None,
-        lock_timeout: float = 30.0,
-        operation_timeout: float = 1.0,
+        lock_timeout: float = _LOCK_TIMEOUT,
+        operation_timeout: float = _OPERATION_TIMEOUT,
     ) -> None:
         problems = _Problems()
         _check_table_name(problems, table_name)

@@ -60,11 +60,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, up=True)
+        """Start it on its port; a free port taken meanwhile (another pytest-xdist worker's
+        server) means another free port, so that no two test sessions share a server."""
+        import redis
+
+        for _ in range(5):
+            self.process = subprocess.Popen(
+                [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            wait_for_port(self.port, up=True)
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis(port=self.port, socket_timeout=5).info("server")["process_id"] == self.process.pid:
+                    return
+            self.process.kill()
+            self.process.wait(10)
+            self.port = free_port()
+        raise RuntimeError("redis-server did not start on a free port in 5 tries")
 
     def stop(self) -> None:
         if self.process is not None:

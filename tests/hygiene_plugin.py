@@ -43,9 +43,23 @@ _BOUNDED = ("MFA code", "PKCS#11 PIN")  # short secrets: matched as whole words
 # ---------------------------------------------------------------------------
 
 
+@functools.cache
+def _library_source() -> str:
+    """The source text of the library's modules: no secret is ever in it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    texts = []
+    for name in ("assume_role_chain.py", "iot_x509.py", "assume_role_chain_aio.py"):
+        with contextlib.suppress(OSError), open(os.path.join(root, name), encoding="utf-8") as source:
+            texts.append(source.read())
+    return "\n".join(texts)
+
+
 class Secrets:
     """Secret values to look for: long ones as substrings, MFA codes and PINs as whole words.
 
+    Strings that occur in the library's source are not secrets: Hypothesis
+    draws test values from the code under test (``"DynamoDBCache"`` as a
+    session token), and the library's own names and messages are public.
     Secrets of 32 characters or more are also looked for by their first and
     last 20 characters (a message that echoes ``value[:40]`` leaks too).
     Credentials shorter than 8 characters are test placeholders ("s",
@@ -61,6 +75,8 @@ class Secrets:
         if not isinstance(value, str):
             return
         value = value.strip()
+        if value in _library_source():
+            return  # the library's own words (Hypothesis draws strings from the code under test): public
         if len(value) >= (6 if kind in _BOUNDED else 8):
             self.kinds.setdefault(value, kind)
         if len(value) >= 32 and kind not in _BOUNDED:
@@ -392,11 +408,33 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _active[0].check():
+    hygiene = _active[0]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller checks what every worker saw
+        with hygiene.emissions.lock:
+            workeroutput["secret_hygiene"] = {"emissions": list(hygiene.emissions.items), "secrets": dict(hygiene.secrets.kinds)}
+        return
+    if hygiene.check():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller: a worker's emissions and secrets join its own, so that a
+    secret one test handled is looked for in what every other test emitted, as in one process."""
+    report = getattr(node, "workeroutput", {}).get("secret_hygiene")
+    hygiene = _active[0]
+    if report is None:  # a worker that crashed; pytest-xdist fails the session for it
+        return
+    with hygiene.emissions.lock:
+        hygiene.emissions.items.extend(tuple(item) for item in report["emissions"])
+    for value, kind in report["secrets"].items():
+        hygiene.secrets.kinds.setdefault(value, kind)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workeroutput"):
+        return
     hygiene = _active[0]
     if hygiene.leaks:
         terminalreporter.section("secret hygiene: LEAKS", red=True, bold=True)

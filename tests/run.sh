@@ -4,8 +4,9 @@
 #
 # It never touches .venv (the Quick start's demo environment); each run has its own:
 #   .venv-test    python3 (or $PYTHON), the newest boto3/botocore: ruff, mypy --strict,
-#                 every test; tests/packaging/test_packaging.py (sdist/wheel, fresh venvs,
-#                 about a minute) only with CI=true or ARC_SKIP_PACKAGING=0.
+#                 every test, in 3 pytest-xdist workers (ARC_TEST_WORKERS=N for another
+#                 number; 0: one process); tests/packaging/test_packaging.py (sdist/wheel,
+#                 fresh venvs, about a minute) only with CI=true or ARC_SKIP_PACKAGING=0.
 # With CI=true, also:
 #   .venv-floor   Python 3.10, exactly the oldest boto3/botocore pyproject.toml allows,
 #                 assume_role_chain.py vendored alone (tests/packaging/vendored.py):
@@ -125,7 +126,8 @@ say "ruff"
 say "mypy --strict"
 { .venv-test/bin/mypy --strict assume_role_chain.py iot_x509.py \
     && .venv-test/bin/mypy --strict --follow-imports=silent tests/packaging; } || { status=1; failed+=(mypy); }
-run_pytest "newest" .venv-test "$@"
+# Three pytest-xdist workers on two cores: most tests wait on child processes and servers.
+run_pytest "newest" .venv-test -n "${ARC_TEST_WORKERS:-3}" "$@"
 
 if [ $in_ci = true ]; then
     for version in 3.10 3.13; do

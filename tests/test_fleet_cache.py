@@ -458,6 +458,15 @@ def test_bad_arguments_are_refused_before_any_connection(make: Callable[[], Any]
     assert connections == []
 
 
+def test_from_url_takes_the_class_keywords_and_no_other(aws_env: str, connections: list[Any]) -> None:
+    cache = arc.RedisCache.from_url("redis://127.0.0.1:1/0", prefix="p:", lock_timeout=2, operation_timeout=0.5)
+    assert (cache.prefix, cache.lock_timeout, cache.operation_timeout) == ("p:", 2, 0.5)
+    assert cache.client.connection_pool.connection_kwargs["socket_timeout"] == 0.5
+    with pytest.raises(TypeError, match="'prefx'"):
+        arc.RedisCache.from_url("redis://127.0.0.1:1/0", prefx="p:")
+    assert connections == []
+
+
 def test_construction_makes_no_connection_and_repr_shows_no_key(aws_env: str, connections: list[Any]) -> None:
     stores = [
         arc.RedisCache.from_url("redis://127.0.0.1:1/0", encryption_key=KEY),

@@ -524,10 +524,13 @@ def test_clean():
 '''
 
 
-def test_the_plugin_fails_a_test_session_that_leaks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist-workers"])
+def test_the_plugin_fails_a_test_session_that_leaks(tmp_path: Path, workers: list[str]) -> None:
+    """Run alone, and under pytest-xdist (tests/run.sh's default run), where each worker checks
+    its own tests and the controller reports the leaks of all of them."""
     (tmp_path / "test_leaky.py").write_text(LEAKY_SUITE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.hygiene_plugin", "-p", "no:cacheprovider", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.hygiene_plugin", "-p", "no:cacheprovider", *workers, str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     output = result.stdout + result.stderr

@@ -8,6 +8,7 @@ it pins its own botocore) and child Python processes with a plain
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import http.client
 import json
 import os
@@ -40,9 +41,11 @@ HAS_ACCOUNT_ID = len(botocore.credentials.ReadOnlyCredentials._fields) > 3
 def aws_cli() -> str:
     """The AWS CLI v1, installed in its own environment (it pins its own botocore)."""
     aws = AWSCLI_VENV / "bin" / "aws"
-    if not aws.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True, timeout=300)
-        subprocess.run([str(AWSCLI_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "awscli"], check=True, timeout=900)
+    with open(ROOT / ".venv-awscli.lock", "a") as lock:  # pytest-xdist workers: one of them installs it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not aws.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True, timeout=300)
+            subprocess.run([str(AWSCLI_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "awscli"], check=True, timeout=900)
     return str(aws)
 
 
