@@ -488,6 +488,7 @@ def _build(source: _Source, options: _arc._SessionOptions, parent: Any) -> Any:
 # ---------------------------------------------------------------------------
 
 _ASSUME_ROLE_SIGNATURE = inspect.signature(_arc.assume_role)
+_REFRESHABLE_SESSION_SIGNATURE = inspect.signature(_arc.refreshable_session)
 
 
 def assume_role(parent: AsyncParent, RoleArn: str | Mapping[str, Any], **kwargs: Any) -> Any:
@@ -551,29 +552,25 @@ def assume_role_chain(parent: AsyncParent, roles: Sequence[str | Mapping[str, An
 
 
 def refreshable_session(
-    fetch: Callable[[], Mapping[str, Any]] | Callable[[], Coroutine[Any, Any, Mapping[str, Any]]],
-    *,
-    region_name: str | None = None,
-    cache: Any = None,
-    cache_key: str | None = None,
-    source_name: str | None = None,
-    advisory_timeout: float | None = None,
-    mandatory_timeout: float | None = None,
-    eager: bool = False,
-    defer_refresh: bool | None = None,
-    clock: _arc.Clock | None = None,
+    fetch: Callable[[], Mapping[str, Any]] | Callable[[], Coroutine[Any, Any, Mapping[str, Any]]], **kwargs: Any
 ) -> aioboto3.Session:
-    """An ``aioboto3.Session`` whose credentials come from ``fetch`` (see :func:`assume_role_chain.refreshable_session`).
+    """An ``aioboto3.Session`` whose credentials come from ``fetch``.
 
     ``fetch`` may be a coroutine function (awaited on the loop) or a plain
-    function (called in a worker thread, so it may block).
+    function (called in a worker thread, so it may block). The keyword
+    arguments, their validation and errors are those of
+    :func:`assume_role_chain.refreshable_session`.
     """
+    arguments = _REFRESHABLE_SESSION_SIGNATURE.bind(fetch, **kwargs)
+    arguments.apply_defaults()
+    a = arguments.arguments
     options = _arc._SessionOptions(
-        region_name, cache, clock, advisory_timeout, mandatory_timeout, _arc._resolve_eager(eager, defer_refresh)
+        a["region_name"], a["cache"], a["clock"], a["advisory_timeout"], a["mandatory_timeout"],
+        _arc._resolve_eager(a["eager"], a["defer_refresh"]),
     )
-    _arc._function_source_problems(fetch, options, cache_key).raise_if_any()
-    name = source_name or str(getattr(fetch, "__qualname__", "custom credentials"))
-    session: aioboto3.Session = _build(_AioFunctionSource(fetch, cache_key, name), options, None)
+    _arc._function_source_problems(fetch, options, a["cache_key"]).raise_if_any()
+    name = a["source_name"] or str(getattr(fetch, "__qualname__", "custom credentials"))
+    session: aioboto3.Session = _build(_AioFunctionSource(fetch, a["cache_key"], name), options, None)
     return session
 
 

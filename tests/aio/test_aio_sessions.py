@@ -335,3 +335,10 @@ def test_the_readme_asyncio_example_runs(aws_env: str, tmp_path: Path, monkeypat
     arn, expiry = done.stdout.split()
     assert arn.startswith("arn:aws:sts::222222222222:assumed-role/reader/nightly-report")
     assert expiry.endswith("Z")
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_it(aio_parent: aioboto3.Session) -> None:
+    with pytest.raises(TypeError, match="'regoin_name'"):
+        aio.refreshable_session(dict, regoin_name="eu-west-1")
+    with pytest.raises(TypeError, match="'regoin_name'"):
+        aio.assume_role(aio_parent, ROLE, regoin_name="eu-west-1")
