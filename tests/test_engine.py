@@ -251,7 +251,7 @@ def test_stalled_sts_is_bounded_by_the_client_timeout(proxy: FaultProxy, clock: 
     from botocore.config import Config
 
     session = arc.assume_role(boto3.Session(), role_arn("A"), DurationSeconds=900, eager=True,
-                              sts_client_kwargs={"config": Config(read_timeout=0.5, connect_timeout=0.5, retries={"total_max_attempts": 1})})
+                              sts_client_kwargs={"config": Config(read_timeout=1.0, connect_timeout=1.0, retries={"total_max_attempts": 1})})
     s3 = session.client("s3")
     proxy.fault = ("stall", 5)
     clock.move_to(at(700))

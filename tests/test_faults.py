@@ -46,9 +46,10 @@ from tests.faults import (
 from tests.iot.conftest import iot, iot_world  # noqa: F401  (fixtures of the IoT rows, used by name below)
 from tests.iot.iot_standin import IoTWorld
 
-TIMEOUT = 0.4  # connect and read timeout of the STS client, seconds
+TIMEOUT = 0.6  # connect and read timeout of the STS client, seconds (moto answers in 0.02-0.2 s on two busy cores)
 STS_CONFIG = botocore.config.Config(connect_timeout=TIMEOUT, read_timeout=TIMEOUT, retries={"total_max_attempts": 1})
-IOT_TIMEOUT = {"ssl": 0.4, "awscrt": 0.5}  # iot_session(timeout=...): one deadline per fetch
+IOT_TIMEOUT = {"ssl": 0.8, "awscrt": 1.0}  # iot_session(timeout=...): one deadline per fetch; a fresh mutual-TLS
+# fetch takes 0.2-0.4 s on two busy cores (three test workers), and "slow" adds 0.1 s to it
 IOT_SOURCE = "iot:device-role"
 
 # Expected outcome: failed API calls / credential fetches (AssumeRole calls for
@@ -79,7 +80,7 @@ STS_FAULTS: dict[str, tuple[Any, Error]] = {
     "throttling": (("status", 400), (botocore.exceptions.ClientError, "(Throttling)")),
     "reset": ("reset", (botocore.exceptions.ConnectionClosedError, "Connection was closed")),
     "stall": (("stall", 3), (botocore.exceptions.ReadTimeoutError, "Read timeout")),
-    "slow": (("slow", TIMEOUT / 3), (Exception, "")),  # answers within the timeout
+    "slow": (("slow", TIMEOUT / 4), (Exception, "")),  # answers within the timeout
 }
 
 Inject = Callable[[IoTWorld, TCPFaultProxy], None]
