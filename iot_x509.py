@@ -775,6 +775,16 @@ _bootstrap: tuple[int, Any] | None = None
 _pkcs11_libs: dict[tuple[int, str], Any] = {}
 
 
+def _new_lock_in_child() -> None:
+    """A child forked while another thread held the lock would wait for that thread forever."""
+    global _bootstrap_lock
+    _bootstrap_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _crt_bootstrap() -> Any:
     """One event loop per process (made again in a forked child)."""
     global _bootstrap

@@ -14,6 +14,7 @@ import time_machine
 import assume_role_chain
 import iot_x509
 from tests.conftest import Clock
+from tests.test_engine import fork_running, wait_for_child
 
 from .iot_standin import IoTWorld
 
@@ -177,3 +178,28 @@ def test_no_secret_in_reprs_or_logs(iot: IoTWorld, caplog: pytest.LogCaptureFixt
         for secret in secrets:
             assert secret not in text
     assert "fetching IoT credentials" in ours
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_a_child_forked_while_a_thread_sets_up_awscrt_fetches(iot: IoTWorld) -> None:
+    """The once-per-process awscrt set-up is guarded by a lock; a child forked while another
+    thread held it must not wait for a thread it does not have."""
+    provider = iot.provider("ec", transport="awscrt", timeout=5.0)
+    holding, release = threading.Event(), threading.Event()
+
+    def set_up() -> None:  # a thread in the middle of the event-loop set-up
+        with iot_x509._bootstrap_lock:
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=set_up)
+    thread.start()
+    assert holding.wait(10)
+    fetches = iot.server.fetches
+    pid = fork_running(lambda: provider()["AccessKeyId"])
+    try:
+        assert wait_for_child(pid, 20) == 0
+    finally:
+        release.set()
+        thread.join(30)
+    assert iot.server.fetches == fetches + 1
