@@ -4341,6 +4341,11 @@ def _build_parser(serve: bool = False) -> argparse.ArgumentParser:
 
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(format="env", whoami=False)
+    _add_endpoint_arguments(parser)
+
+
+def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The credentials endpoint's options, for ``assume-role-chain serve`` and ``python -m iot_x509 serve``."""
     parser.add_argument("--port", type=_whole_number, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--token-file", help="read the authorization token from this file (default: a fresh random one)")
     parser.add_argument(

@@ -1454,16 +1454,12 @@ def credential_process_json(credentials: Mapping[str, Any]) -> str:
 
 
 def _serve_argument_parser() -> _ArgumentParser:
+    import assume_role_chain as arc
+
     parser = _argument_parser()
     parser.prog += " serve"
     parser.description = "Serve the device's AWS credentials on a local container-credentials endpoint (127.0.0.1)."
-    parser.add_argument("--port", type=_slot_number, default=0, help="port on 127.0.0.1 (default: any free port)")
-    parser.add_argument("--token-file", help="read the authorization token from this file (default: a fresh random one)")
-    parser.add_argument(
-        "--exec", dest="exec_help", metavar="-- COMMAND [ARGS...]",
-        help="run COMMAND with the endpoint's variables, exit with its status, stop serving "
-        "(last option; without it the export lines are printed and the endpoint runs until interrupted)",
-    )
+    arc._add_endpoint_arguments(parser)
     return parser
 
 
