@@ -65,6 +65,17 @@ class AcceptLoop:
         raise NotImplementedError
 
 
+def read_request_head(sock: socket.socket, head: bytes = b"") -> bytes | None:
+    """Read up to the blank line that ends an HTTP request head (``head``: what was read
+    already); ``None`` if the peer closed before it."""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        head += chunk
+    return head
+
+
 class RawResponder(AcceptLoop):
     """Mutual-TLS server on 127.0.0.1: reads one request head, sends ``answer`` verbatim, closes.
 
@@ -86,12 +97,8 @@ class RawResponder(AcceptLoop):
         raw.settimeout(10)
         try:
             with contextlib.suppress(OSError, ValueError), self.context.wrap_socket(raw, server_side=True) as tls:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
+                if read_request_head(tls) is None:
+                    return
                 if self.stall:
                     self._stop.wait(10)
                     return

@@ -30,7 +30,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from tests.servers import AcceptLoop
+from tests.servers import AcceptLoop, read_request_head
 
 # --------------------------------------------------------------------------
 # PKI
@@ -459,19 +459,15 @@ class Tls10Server(AcceptLoop):
                 self.handshakes.append(str(tls.version()))
                 first = tls.recv(1)
                 if first == b"G":
-                    self._answer_http(tls)
+                    self._answer_http(tls, first)
                 elif first and first[0] >> 4 == 1:  # MQTT CONNECT
                     self._answer_mqtt(tls)
         except (OSError, ValueError):
             pass  # the client refused the handshake or went away
 
-    def _answer_http(self, tls: ssl.SSLSocket) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = tls.recv(4096)
-            if not chunk:
-                return
-            data += chunk
+    def _answer_http(self, tls: ssl.SSLSocket, first: bytes) -> None:
+        if read_request_head(tls, first) is None:
+            return
         expires = datetime.now(timezone.utc) + timedelta(hours=1)
         body = json.dumps({"credentials": {
             "accessKeyId": "ASIAOLDTLSSERVER0000", "secretAccessKey": "old-tls-secret",
