@@ -15,9 +15,6 @@ not the server, is the bottleneck even with 64 threads.
 
 import asyncio
 import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
 
 from bench.env import ACCOUNT_ID, ROLE_ARN, ROLE_SESSION_NAME
 
@@ -91,17 +88,11 @@ async def _serve() -> None:
         await server.serve_forever()
 
 
-@contextlib.contextmanager
-def running_noop_server(env: dict[str, str]) -> Iterator[str]:
+def running_noop_server(env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     """Run ``python -m bench.noop_server`` as a child process; yield its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.noop_server"], env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    from bench.server import running_child_server  # not imported by the server process itself
+
+    return running_child_server("bench.noop_server", env)
 
 
 if __name__ == "__main__":

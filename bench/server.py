@@ -130,15 +130,15 @@ class ServerControl:
         self._call(f"clock?offset={seconds}", method="POST")
 
 
-@contextlib.contextmanager
-def running_server(env: dict[str, str]) -> Iterator[str]:
+def running_server(env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     """Run ``python -m bench.server`` as a child process; yield its endpoint URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.server"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    return running_child_server("bench.server", env)
+
+
+@contextlib.contextmanager
+def running_child_server(module: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``python -m module`` (which prints its port on a line) as a child process; yield its URL."""
+    process = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())
