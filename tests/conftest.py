@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import importlib.util
 import json
 import logging
 import os
+import pty
 import select
 import socket
 import subprocess
@@ -281,3 +283,34 @@ def read_until(fd: int, *markers: bytes, timeout: float = 60) -> bytes:
             break
         data += chunk
     return data
+
+
+class Terminal:
+    """A child process's controlling pseudo-terminal: what it has shown, and typing into it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.output = b""
+        self.exit_code: int | None = None
+
+    def read_until(self, *markers: bytes) -> None:
+        self.output += read_until(self.fd, *markers)
+
+    def type(self, line: bytes) -> None:
+        os.write(self.fd, line)
+
+
+@contextlib.contextmanager
+def on_a_terminal(argv: list[str]) -> Iterator[Terminal]:
+    """Run ``argv`` with a real pseudo-terminal as its controlling terminal (getpass reads
+    from it); leaving the block waits for the child and sets ``exit_code``."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execv(argv[0], argv)
+    terminal = Terminal(fd)
+    try:
+        yield terminal
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        terminal.exit_code = os.waitstatus_to_exitcode(status)

@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import boto3
 import pytest
 
 import assume_role_chain as arc
-from tests.conftest import read_until, role_arn
+from tests.conftest import on_a_terminal, role_arn
 
 SCRIPT = str(Path(sys.executable).parent / "assume-role-chain")
 SERIAL = "arn:aws:iam::123456789012:mfa/cli-user"
@@ -252,20 +251,13 @@ def test_mfa_code_from_stdin_through_the_installed_command(aws_env: str) -> None
 
 
 def test_mfa_code_from_a_real_terminal(aws_env: str) -> None:
-    pid, fd = pty.fork()  # the child gets a real controlling terminal
-    if pid == 0:  # pragma: no cover - the child
-        os.execv(SCRIPT, [SCRIPT, role_arn("A"), "--SerialNumber", SERIAL])
-    output = b""
-    try:
-        output += read_until(fd, b"MFA code for " + SERIAL.encode())
-        os.write(fd, b"246810\n")
-        output += read_until(fd)
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
-    assert b"AWS_ACCESS_KEY_ID=ASIA" in output
-    assert b"246810" not in output, "the code is not echoed"
+    with on_a_terminal([SCRIPT, role_arn("A"), "--SerialNumber", SERIAL]) as terminal:
+        terminal.read_until(b"MFA code for " + SERIAL.encode())
+        terminal.type(b"246810\n")
+        terminal.read_until()
+    assert terminal.exit_code == 0, terminal.output
+    assert b"AWS_ACCESS_KEY_ID=ASIA" in terminal.output
+    assert b"246810" not in terminal.output, "the code is not echoed"
 
 
 def test_credential_process_output_is_cached_by_default(aws_env: str, tmp_path: Path, sts_calls: Callable[[], int]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import sys
 import textwrap
 from collections.abc import Callable
@@ -16,7 +14,7 @@ import pytest
 import time_machine
 
 import assume_role_chain as arc
-from tests.conftest import SentRequests, read_until, role_arn
+from tests.conftest import SentRequests, on_a_terminal, role_arn
 from tests.faults import at
 
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
@@ -147,20 +145,13 @@ print("REFRESHED" if first != second else "SAME", flush=True)
 def test_prompts_on_a_terminal_when_a_new_code_is_needed(aws_env: str, tmp_path: Path) -> None:
     script = tmp_path / "prompt.py"
     script.write_text(PROMPT_SCRIPT.format(role=role_arn("A"), serial=SERIAL))
-    pid, fd = pty.fork()  # the child gets a real controlling terminal
-    if pid == 0:
-        os.execv(sys.executable, [sys.executable, str(script)])
-    output = b""
-    try:
-        output += read_until(fd, b"MFA code for")
-        os.write(fd, b"222222\n")
-        output += read_until(fd, b"REFRESHED", b"SAME", b"Error")
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
-    assert b"REFRESHED" in output
-    assert b"222222" not in output, "getpass does not echo the code"
+    with on_a_terminal([sys.executable, str(script)]) as terminal:
+        terminal.read_until(b"MFA code for")
+        terminal.type(b"222222\n")
+        terminal.read_until(b"REFRESHED", b"SAME", b"Error")
+    assert terminal.exit_code == 0, terminal.output
+    assert b"REFRESHED" in terminal.output
+    assert b"222222" not in terminal.output, "getpass does not echo the code"
 
 
 def test_cli_mfa_options(aws_env: str, capsys: pytest.CaptureFixture[str], scripts: Callable[[str], list[str]], tmp_path: Path) -> None:
@@ -231,21 +222,15 @@ print("PROMPTED-TWICE" if ok else "WRONG %d" % len(codes), flush=True)
 def test_serial_number_alone_prompts_on_a_terminal_at_each_fetch(aws_env: str, tmp_path: Path) -> None:
     script = tmp_path / "prompt_only.py"
     script.write_text(PROMPT_ONLY_SCRIPT.format(role=role_arn("A"), serial=SERIAL))
-    pid, fd = pty.fork()  # stdin is a real terminal: no TokenCode or provider is needed
-    if pid == 0:
-        os.execv(sys.executable, [sys.executable, str(script)])
-    output = b""
-    try:
-        output += read_until(fd, b"MFA code for", b"Error")
-        assert b"CONSTRUCTED" in output, "nothing is asked before the first fetch"
-        os.write(fd, b"246810\n")
-        output += read_until(fd, b"MFA code for", b"Error")  # the refresh asks again
-        os.write(fd, b"135791\n")
-        output += read_until(fd, b"PROMPTED-TWICE", b"WRONG", b"Error")
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    with on_a_terminal([sys.executable, str(script)]) as terminal:  # stdin is a real terminal: no TokenCode or provider is needed
+        terminal.read_until(b"MFA code for", b"Error")
+        assert b"CONSTRUCTED" in terminal.output, "nothing is asked before the first fetch"
+        terminal.type(b"246810\n")
+        terminal.read_until(b"MFA code for", b"Error")  # the refresh asks again
+        terminal.type(b"135791\n")
+        terminal.read_until(b"PROMPTED-TWICE", b"WRONG", b"Error")
+    assert terminal.exit_code == 0, terminal.output
+    output = terminal.output
     assert b"PROMPTED-TWICE" in output and output.count(b"MFA code for") == 2
     assert b"246810" not in output and b"135791" not in output, "getpass does not echo the code"
 
